@@ -1,0 +1,743 @@
+//! Realistic error envelopes, pre-rendered once and gzip-compressed once.
+//!
+//! Content follows `/work/shared/bench/loadgen.py` (a sentry-python/Django error event: exception
+//! with a ~20-frame stack trace with source context and `in_app`, breadcrumbs, user, request with
+//! headers, contexts os/runtime/browser/device/trace, tags, extra, release, environment, sdk), made
+//! larger and less repetitive so that one gzip body is ~6 KB (loadgen's is ~2 KB): source context
+//! (2 lines each side) on every frame, local variables on the innermost application frames, richer
+//! breadcrumbs (HTTP, SQL, navigation, clicks, cache, tasks), cookies, request data, more contexts,
+//! `modules`. Mean sizes (50 groups, 2000 bodies): ~6.2 KB gzip, ~18.5 KB uncompressed.
+//!
+//! Events fall into `groups` issues: exception type, value and frames (including their vars) are
+//! fixed per group; everything else varies per event.
+//!
+//! Per request only the envelope header changes (unique `event_id`, `sent_at`). A body is a
+//! two-member gzip stream:
+//!
+//! * member 1, built per request: the envelope header line in a *stored* (uncompressed) deflate
+//!   block — a 23-byte frame around ~120 bytes, costing one CRC-32 and no compressor;
+//! * member 2, compressed once (level 9, like sentry-python): item header, payload, trailing
+//!   newline. The payload has no `event_id` (the envelope header's wins).
+//!
+//! A gzip decoder that follows RFC 1952 (several members = their concatenation; flate2's
+//! `MultiGzDecoder`, Python's `gzip`, `zcat`) reads one envelope.
+
+use std::io::{Read, Write};
+
+use anyhow::{Context, bail, ensure};
+use bytes::{BufMut, Bytes, BytesMut};
+use serde_json::{Value, json};
+
+// ------------------------------------------------------------------------------------------------
+// A small deterministic PRNG (SplitMix64): content generation must be reproducible, and the
+// per-request event id generator must be cheap.
+// ------------------------------------------------------------------------------------------------
+
+#[derive(Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// Seeded from the clock, the pid and std's per-process random hash keys.
+    pub fn from_entropy(salt: u64) -> Rng {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(salt);
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        );
+        h.write_u32(std::process::id());
+        Rng::new(h.finish())
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn int(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + self.below((hi - lo + 1) as u64) as i64
+    }
+
+    pub fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+        &xs[self.below(xs.len() as u64) as usize]
+    }
+
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 > 1.0 - p
+    }
+
+    pub fn hex(&mut self, n: usize) -> String {
+        let mut s = String::with_capacity(n);
+        while s.len() < n {
+            let v = self.next_u64();
+            for i in 0..16 {
+                if s.len() == n {
+                    break;
+                }
+                s.push(HEX[((v >> (i * 4)) & 15) as usize] as char);
+            }
+        }
+        s
+    }
+
+    /// Base62-ish token (session ids, CSRF tokens).
+    pub fn token(&mut self, n: usize) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        (0..n).map(|_| A[self.below(A.len() as u64) as usize] as char).collect()
+    }
+
+    /// A random version-4 UUID as 32 lowercase hex characters, written into `out`.
+    pub fn uuid4_hex(&mut self, out: &mut [u8; 32]) {
+        let a = self.next_u64();
+        let b = self.next_u64();
+        for i in 0..16 {
+            out[i] = HEX[((a >> (60 - 4 * i)) & 15) as usize];
+            out[16 + i] = HEX[((b >> (60 - 4 * i)) & 15) as usize];
+        }
+        out[12] = b'4';
+        out[16] = HEX[8 + ((b >> 60) & 3) as usize];
+    }
+}
+
+pub const HEX: &[u8; 16] = b"0123456789abcdef";
+
+// ------------------------------------------------------------------------------------------------
+// Vocabulary
+// ------------------------------------------------------------------------------------------------
+
+const EXC_TYPES: &[&str] = &[
+    "ValueError", "KeyError", "TypeError", "AttributeError", "ZeroDivisionError", "RuntimeError",
+    "ConnectionError", "TimeoutError", "PermissionError", "IndexError",
+];
+const MODULES: &[&str] = &[
+    "app.api.orders", "app.api.users", "app.services.billing", "app.services.search",
+    "app.workers.email", "app.models.cart", "app.util.cache", "app.db.session",
+    "app.views.checkout", "app.integrations.stripe", "app.auth.tokens", "app.reports.export",
+    "app.services.inventory", "app.api.webhooks", "app.models.invoice", "app.util.retry",
+];
+const LIB_FRAMES: &[(&str, &str, &str)] = &[
+    ("django/core/handlers/exception.py", "django.core.handlers.exception", "inner"),
+    ("django/core/handlers/base.py", "django.core.handlers.base", "_get_response"),
+    ("django/views/generic/base.py", "django.views.generic.base", "view"),
+    ("django/views/generic/base.py", "django.views.generic.base", "dispatch"),
+    ("rest_framework/views.py", "rest_framework.views", "handle_exception"),
+    ("rest_framework/views.py", "rest_framework.views", "dispatch"),
+    ("sqlalchemy/orm/session.py", "sqlalchemy.orm.session", "execute"),
+    ("urllib3/connectionpool.py", "urllib3.connectionpool", "urlopen"),
+    ("django/db/models/query.py", "django.db.models.query", "get"),
+    ("celery/app/task.py", "celery.app.task", "__call__"),
+];
+const VERBS: &[&str] = &[
+    "load", "parse", "validate", "compute", "render", "fetch", "store", "apply", "resolve", "build",
+    "sync", "charge", "notify", "lookup", "encode", "refund", "reserve", "release", "merge", "split",
+    "publish", "schedule", "cancel", "archive", "verify",
+];
+const NOUNS: &[&str] = &[
+    "order", "invoice", "user", "cart", "token", "report", "payload", "session", "item", "price",
+    "address", "batch", "webhook", "profile", "quota", "coupon", "shipment", "refund", "ledger",
+    "tenant", "voucher", "account", "plan", "receipt", "warehouse",
+];
+const ADJS: &[&str] = &[
+    "pending", "stale", "active", "partial", "cached", "remote", "default", "primary", "legacy",
+    "expired", "locked", "draft", "shared", "archived", "external",
+];
+const BROWSERS: &[(&str, &str)] = &[
+    ("Chrome", "131.0.6778.85"), ("Firefox", "133.0"), ("Safari", "18.1.1"), ("Edge", "131.0.2903.63"),
+    ("Opera", "114.0.5282"),
+];
+const OSES: &[(&str, &str, &str)] = &[
+    ("Windows", "10", "19045"), ("macOS", "15.1.1", "24B91"), ("Linux", "6.8.0", "6.8.0-49-generic"),
+    ("iOS", "18.1", "22B83"), ("Android", "15", "AP3A.241105.007"),
+];
+const DEVICES: &[(&str, &str, &str)] = &[
+    ("Desktop", "x86_64", "Other"), ("iPhone", "arm64e", "Apple"), ("Pixel 8", "arm64-v8a", "Google"),
+    ("Mac", "arm64", "Apple"), ("Galaxy S24", "arm64-v8a", "samsung"),
+];
+const REGIONS: &[&str] = &["eu-west-1", "us-east-1", "us-west-2", "ap-southeast-1", "eu-central-1"];
+const CRUMB_CATS: &[&str] = &["http", "navigation", "ui.click", "query", "console", "auth", "cache", "celery"];
+const LOCALES: &[&str] = &["en-US", "de-DE", "fr-FR", "es-ES", "pt-BR", "ja-JP", "nl-NL", "en-GB"];
+const TZS: &[&str] = &["Europe/Berlin", "America/New_York", "Asia/Tokyo", "Europe/London", "America/Sao_Paulo"];
+const PKGS: &[&str] = &[
+    "django", "djangorestframework", "celery", "redis", "psycopg", "sqlalchemy", "urllib3", "requests",
+    "certifi", "charset-normalizer", "idna", "kombu", "billiard", "vine", "amqp", "pydantic",
+    "pydantic-core", "typing-extensions", "gunicorn", "whitenoise", "stripe", "boto3", "botocore",
+    "s3transfer", "jmespath", "python-dateutil", "six", "pytz", "sentry-sdk", "structlog", "orjson",
+    "markupsafe", "jinja2", "pillow", "cryptography", "cffi", "pycparser", "pyjwt", "asgiref", "sqlparse",
+];
+
+fn title(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// A group's identity spelled in letters g..z (servers strip digits/hex from messages before
+/// grouping, so digits alone would not make distinct issues).
+fn group_tag(g: usize) -> String {
+    let letters = b"ghijklmnopqrstuvwxyz";
+    let mut tag = Vec::new();
+    let mut k = g;
+    loop {
+        tag.push(letters[k % 20]);
+        k /= 20;
+        if k == 0 {
+            break;
+        }
+    }
+    tag.reverse();
+    String::from_utf8(tag).unwrap()
+}
+
+/// One line of plausible Python source.
+fn code_line(r: &mut Rng, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    let a = format!("{}_{}", r.pick(ADJS), r.pick(NOUNS));
+    let b = r.pick(NOUNS).to_string();
+    let v = r.pick(VERBS);
+    let n = r.pick(NOUNS);
+    let line = match r.below(12) {
+        0 => format!("{a} = {b}.{v}_{n}({b}_id, strict={})", if r.chance(0.5) { "True" } else { "False" }),
+        1 => format!("if not {a}.is_{}:", r.pick(ADJS)),
+        2 => format!("    raise {}(f\"cannot {v} {n} {{{a}.pk}}: {{reason}}\")", r.pick(EXC_TYPES)),
+        3 => format!("for {n} in {a}.{b}_set.filter(status=\"{}\"):", r.pick(ADJS)),
+        4 => format!("logger.debug(\"{v} %s for %s took %.2fms\", {a}, {b}.id, elapsed)"),
+        5 => format!("return self._{v}_{n}({a}, timeout={}, retries={})", r.int(1, 60), r.int(0, 5)),
+        6 => format!("with transaction.atomic(using=\"{}\"):", r.pick(&["default", "replica", "billing"])),
+        7 => format!("{a}[\"{n}_{}\"] = {b}.get(\"{}\", {})", r.pick(ADJS), r.pick(NOUNS), r.int(0, 500)),
+        8 => format!("{a} = await client.{v}(\"/v{}/{n}s/\", json={b}.as_dict())", r.int(1, 3)),
+        9 => format!("# {v} the {} {n} before we {} the {b}", r.pick(ADJS), r.pick(VERBS)),
+        10 => format!("self.{a} = {}({b}, {n}={a}, cache_ttl={})", title(*r.pick(NOUNS)), r.int(10, 3600)),
+        _ => format!("assert {a} is not None, \"{n} missing for {b} %s\" % {b}.pk"),
+    };
+    format!("{pad}{line}")
+}
+
+fn repr(r: &mut Rng, module: &str) -> String {
+    match r.below(7) {
+        0 => format!("<{}Handler object at 0x7f{}>", title(module.rsplit('.').next().unwrap_or("x")), r.hex(10)),
+        1 => format!("{}", r.int(1, 9_999_999)),
+        2 => format!("'{}-{}'", r.pick(NOUNS), r.hex(8)),
+        3 => format!(
+            "{{'id': {}, 'status': '{}', '{}': {}}}",
+            r.int(1, 99999), r.pick(ADJS), r.pick(NOUNS), r.int(0, 999)
+        ),
+        4 => format!("<QuerySet [<{}: {}>, <{}: {}>]>", title(*r.pick(NOUNS)), r.int(1, 9999), title(*r.pick(NOUNS)), r.int(1, 9999)),
+        5 => if r.chance(0.5) { "None".into() } else { "True".into() },
+        _ => format!("datetime.datetime(2026, {}, {}, {}, {}, {}, tzinfo=<UTC>)", r.int(1, 12), r.int(1, 28), r.int(0, 23), r.int(0, 59), r.int(0, 59)),
+    }
+}
+
+/// The fixed, grouping-relevant part of a group.
+pub struct Group {
+    exc_type: String,
+    exc_value: String,
+    frames: Value,
+    transaction: String,
+    logger: String,
+}
+
+pub fn make_groups(n: usize, seed: u64) -> Vec<Group> {
+    let mut r = Rng::new(seed);
+    (0..n)
+        .map(|g| {
+            let exc_type = EXC_TYPES[g % EXC_TYPES.len()].to_string();
+            let noun = NOUNS[g % NOUNS.len()];
+            let exc_value = format!(
+                "could not {} {noun} in stage {}: invalid state '{}'",
+                r.pick(VERBS), group_tag(g), r.pick(NOUNS)
+            );
+            let nframes = 17 + g % 5;
+            let frames: Vec<Value> = (0..nframes)
+                .map(|i| {
+                    let (filename, module, function, abs_path, in_app);
+                    if i < 4 {
+                        let (f, m, func) = LIB_FRAMES[(g + i) % LIB_FRAMES.len()];
+                        filename = f.to_string();
+                        module = m.to_string();
+                        function = func.to_string();
+                        abs_path = format!("/venv/lib/python3.12/site-packages/{f}");
+                        in_app = false;
+                    } else {
+                        module = MODULES[(g * 7 + i) % MODULES.len()].to_string();
+                        function = format!("{}_{}", r.pick(VERBS), r.pick(NOUNS));
+                        filename = format!("{}.py", module.replace('.', "/"));
+                        abs_path = format!("/srv/app/{filename}");
+                        in_app = true;
+                    }
+                    let lineno = r.int(20, 900);
+                    let mut indent = 4 * r.int(1, 2) as usize;
+                    let pre: Vec<String> = (0..2).map(|_| code_line(&mut r, indent)).collect();
+                    indent = 4 * r.int(1, 3) as usize;
+                    let context_line = code_line(&mut r, indent);
+                    let post: Vec<String> = (0..2)
+                        .map(|_| {
+                            let ind = 4 * r.int(1, 2) as usize;
+                            code_line(&mut r, ind)
+                        })
+                        .collect();
+                    let mut frame = json!({
+                        "filename": filename, "abs_path": abs_path, "module": module,
+                        "function": function, "lineno": lineno, "in_app": in_app,
+                        "pre_context": pre, "context_line": context_line, "post_context": post,
+                    });
+                    if in_app && i + 10 >= nframes {
+                        let mut vars = serde_json::Map::new();
+                        vars.insert("self".into(), Value::String(repr(&mut r, &module)));
+                        for _ in 0..r.int(0, 2) {
+                            let k = format!("{}_{}", r.pick(ADJS), r.pick(NOUNS));
+                            vars.insert(k, Value::String(repr(&mut r, &module)));
+                        }
+                        frame["vars"] = Value::Object(vars);
+                    }
+                    frame
+                })
+                .collect();
+            Group {
+                exc_type,
+                exc_value,
+                frames: Value::Array(frames),
+                transaction: format!("/api/v1/{noun}s/{{id}}/{}", r.pick(VERBS)),
+                logger: MODULES[g % MODULES.len()].to_string(),
+            }
+        })
+        .collect()
+}
+
+/// RFC 3339 UTC with microseconds, like sentry-python's `format_timestamp`.
+pub fn iso_utc(unix_micros: i64) -> String {
+    let secs = unix_micros.div_euclid(1_000_000);
+    let micros = unix_micros.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86400);
+    let sod = secs.rem_euclid(86400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        sod / 3600, (sod / 60) % 60, sod % 60
+    )
+}
+
+/// Writes the same as [`iso_utc`] into a fixed 27-byte buffer (per request, no allocation).
+pub fn iso_utc_into(unix_micros: i64, out: &mut [u8; 27]) {
+    let secs = unix_micros.div_euclid(1_000_000);
+    let micros = unix_micros.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86400);
+    let sod = secs.rem_euclid(86400);
+    let (y, m, d) = civil_from_days(days);
+    let mut put = |pos: usize, width: usize, mut v: i64| {
+        for i in (0..width).rev() {
+            out[pos + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, y);
+    put(5, 2, m);
+    put(8, 2, d);
+    put(11, 2, sod / 3600);
+    put(14, 2, (sod / 60) % 60);
+    put(17, 2, sod % 60);
+    put(20, 6, micros);
+    out[4] = b'-';
+    out[7] = b'-';
+    out[10] = b'T';
+    out[13] = b':';
+    out[16] = b':';
+    out[19] = b'.';
+    out[26] = b'Z';
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as i64
+}
+
+/// One event of `group`, without `event_id`; `ts` is its timestamp (Unix µs).
+fn make_event(group: &Group, r: &mut Rng, ts: i64) -> Value {
+    let (browser, bver) = *r.pick(BROWSERS);
+    let (osname, osver, osbuild) = *r.pick(OSES);
+    let (device, arch, brand) = *r.pick(DEVICES);
+    let uid = r.int(1, 500_000);
+    let order = r.int(1000, 9_999_999);
+    let region = *r.pick(REGIONS);
+    let t0 = ts as f64 / 1e6 - 30.0;
+    let trace_id = r.hex(32);
+    let host = format!("web-{:02}.{region}.internal", r.int(1, 24));
+
+    let crumbs: Vec<Value> = (0..r.int(6, 10))
+        .map(|i| {
+            let cat = *r.pick(CRUMB_CATS);
+            let ts = t0 + i as f64 * 2.37 + r.below(1000) as f64 / 1000.0;
+            let mut c = json!({"timestamp": ts, "category": cat, "level": "info", "type": "default"});
+            match cat {
+                "http" => {
+                    let status = *r.pick(&[200, 200, 201, 204, 404, 409, 500, 502]);
+                    c["type"] = json!("http");
+                    c["data"] = json!({
+                        "http.method": r.pick(&["GET", "POST", "PATCH", "DELETE"]),
+                        "status_code": status,
+                        "reason": match status { 200 => "OK", 201 => "Created", 204 => "No Content", 404 => "Not Found", 409 => "Conflict", 500 => "Internal Server Error", _ => "Bad Gateway" },
+                        "url": format!("https://{}.example.com/v{}/{}s/{}/{}", r.pick(&["api", "payments", "search", "inventory"]), r.int(1, 3), r.pick(NOUNS), r.int(1, 999_999), r.pick(VERBS)),
+                        "http.query": format!("expand={}&cursor={}", r.pick(NOUNS), r.token(12)),
+                        "http.response_content_length": r.int(80, 90_000),
+                        "duration_ms": r.int(2, 4000),
+                    });
+                    if status >= 400 {
+                        c["level"] = json!(if status >= 500 { "error" } else { "warning" });
+                    }
+                }
+                "query" => {
+                    let t = r.pick(NOUNS);
+                    let j = r.pick(NOUNS);
+                    c["type"] = json!("query");
+                    c["message"] = json!(format!(
+                        "SELECT \"{t}s\".\"id\", \"{t}s\".\"{a}_{j}_id\", \"{t}s\".\"status\", \"{t}s\".\"{}_at\" FROM \"{t}s\" INNER JOIN \"{j}s\" ON (\"{t}s\".\"{a}_{j}_id\" = \"{j}s\".\"id\") WHERE (\"{j}s\".\"tenant_id\" = %s AND \"{t}s\".\"status\" IN (%s, %s)) ORDER BY \"{t}s\".\"created_at\" DESC LIMIT {}",
+                        r.pick(VERBS), r.int(1, 100), a = r.pick(ADJS)
+                    ));
+                    c["data"] = json!({"db.system": "postgresql", "db.params": [r.int(1, 99999), r.pick(ADJS), r.pick(ADJS)], "duration_ms": r.int(1, 900)});
+                }
+                "navigation" => {
+                    c["type"] = json!("navigation");
+                    c["data"] = json!({
+                        "from": format!("/{}s/{}/{}", r.pick(NOUNS), r.int(1, 99999), r.pick(VERBS)),
+                        "to": format!("/{}s/{}?tab={}", r.pick(NOUNS), r.int(1, 99999), r.pick(ADJS)),
+                    });
+                }
+                "ui.click" => {
+                    c["type"] = json!("user");
+                    c["message"] = json!(format!(
+                        "div#{}-{} > form.{}-form > button.btn.btn-{}[name=\"{}\"][data-testid=\"{}-{}\"]",
+                        r.pick(NOUNS), r.token(6), r.pick(VERBS), r.pick(&["primary", "secondary", "danger"]), r.pick(VERBS), r.pick(ADJS), r.pick(NOUNS)
+                    ));
+                }
+                "cache" => {
+                    c["message"] = json!(format!("cache {} {}:{}:{}", r.pick(&["hit", "miss", "set"]), r.pick(NOUNS), r.int(1, 999_999), r.hex(8)));
+                    c["data"] = json!({"cache.hit": r.chance(0.5), "cache.item_size": r.int(10, 20000), "network.peer.address": format!("10.{}.{}.{}", r.int(0, 255), r.int(0, 255), r.int(1, 254))});
+                }
+                "celery" => {
+                    c["message"] = json!(format!("task {}.tasks.{}_{} enqueued", r.pick(MODULES), r.pick(VERBS), r.pick(NOUNS)));
+                    c["data"] = json!({"task_id": r.hex(32), "queue": r.pick(&["default", "high", "email", "billing"]), "retries": r.int(0, 3)});
+                }
+                "auth" => {
+                    c["message"] = json!(format!("user {} authenticated via {} (session {})", r.int(1, 500_000), r.pick(&["password", "sso", "api_token", "oauth"]), r.token(10)));
+                }
+                _ => {
+                    c["type"] = json!("debug");
+                    c["message"] = json!(format!(
+                        "{} {} #{} for {} {} in {}ms ({})",
+                        r.pick(VERBS), r.pick(NOUNS), r.int(1, 99999), r.pick(ADJS), r.pick(NOUNS), r.int(1, 3000), r.token(8)
+                    ));
+                    c["data"] = json!({"logger": r.pick(MODULES), "extra": {"attempt": r.int(1, 5)}});
+                }
+            }
+            c
+        })
+        .collect();
+
+    let ua = format!(
+        "Mozilla/5.0 ({osname} {osver}; {arch}) AppleWebKit/537.36 (KHTML, like Gecko) {browser}/{bver} Safari/537.36"
+    );
+    let cookie = format!(
+        "sessionid={}; csrftoken={}; _ga=GA1.1.{}.{}; locale={}; cart={}",
+        r.token(32), r.token(32), r.int(100_000_000, 999_999_999), r.int(1_700_000_000, 1_770_000_000),
+        r.pick(LOCALES), r.hex(12)
+    );
+    let body: serde_json::Map<String, Value> = (0..r.int(3, 6))
+        .map(|_| {
+            (
+                format!("{}_{}", r.pick(ADJS), r.pick(NOUNS)),
+                match r.below(3) {
+                    0 => json!(r.int(0, 100_000)),
+                    1 => json!(format!("{}-{}", r.pick(NOUNS), r.token(6))),
+                    _ => json!([r.int(1, 999), r.int(1, 999), r.pick(ADJS)]),
+                },
+            )
+        })
+        .collect();
+    let items: Vec<Value> = (0..r.int(1, 4))
+        .map(|_| json!({"sku": format!("{}-{}", r.pick(NOUNS).to_uppercase(), r.int(10000, 99999)), "qty": r.int(1, 5), "price": format!("{}.{:02}", r.int(1, 400), r.int(0, 99))}))
+        .collect();
+    let mut modules = serde_json::Map::new();
+    for p in PKGS {
+        if r.chance(0.45) {
+            modules.insert(p.to_string(), json!(format!("{}.{}.{}", r.int(0, 5), r.int(0, 30), r.int(0, 12))));
+        }
+    }
+    let method = *r.pick(&["GET", "POST", "PUT", "PATCH"]);
+
+    json!({
+        "timestamp": iso_utc(ts),
+        "platform": "python",
+        "level": "error",
+        "logger": group.logger,
+        "transaction": group.transaction,
+        "transaction_info": {"source": "route"},
+        "server_name": host,
+        "release": format!("shop@2.{}.{}+{}", r.int(0, 3), r.int(0, 9), r.hex(7)),
+        "environment": r.pick(&["production", "production", "staging"]),
+        "exception": {"values": [{
+            "type": group.exc_type, "value": group.exc_value, "module": group.logger,
+            "mechanism": {"type": "django", "handled": false},
+            "stacktrace": {"frames": group.frames},
+        }]},
+        "breadcrumbs": {"values": crumbs},
+        "user": {
+            "id": uid.to_string(), "email": format!("{}.{}{}@example.com", r.pick(ADJS), r.pick(NOUNS), uid),
+            "username": format!("{}_{}{}", r.pick(ADJS), r.pick(NOUNS), uid % 1000),
+            "ip_address": format!("{}.{}.{}.{}", r.int(11, 223), r.int(0, 255), r.int(0, 255), r.int(1, 254)),
+            "subscription": r.pick(&["free", "pro", "enterprise"]),
+        },
+        "request": {
+            "url": format!("https://shop.example.com{}", group.transaction.replace("{id}", &order.to_string())),
+            "method": method,
+            "query_string": format!("page={}&sort={}&filter[{}]={}&utm_source={}", r.int(1, 20), r.pick(NOUNS), r.pick(ADJS), r.pick(NOUNS), r.pick(&["newsletter", "google", "partner"])),
+            "cookies": cookie,
+            "data": Value::Object(body),
+            "headers": {
+                "Host": "shop.example.com",
+                "User-Agent": ua,
+                "Accept": "application/json, text/plain, */*",
+                "Accept-Language": format!("{},en;q=0.9", r.pick(LOCALES)),
+                "Accept-Encoding": "gzip, deflate, br, zstd",
+                "Content-Type": "application/json",
+                "Content-Length": r.int(40, 4000).to_string(),
+                "Referer": format!("https://shop.example.com/{}s/{}", r.pick(NOUNS), r.int(1, 99999)),
+                "Origin": "https://shop.example.com",
+                "X-Request-Id": r.hex(32),
+                "X-Forwarded-For": format!("{}.{}.{}.{}, 10.0.{}.{}", r.int(11, 223), r.int(0, 255), r.int(0, 255), r.int(1, 254), r.int(0, 255), r.int(1, 254)),
+                "X-Forwarded-Proto": "https",
+                "Sentry-Trace": format!("{trace_id}-{}-1", r.hex(16)),
+                "Baggage": format!("sentry-trace_id={trace_id},sentry-environment=production,sentry-public_key={},sentry-sample_rate=0.{}", r.hex(32), r.int(1, 9)),
+            },
+            "env": {"REMOTE_ADDR": format!("10.0.{}.{}", r.int(0, 255), r.int(1, 254)), "SERVER_NAME": host, "SERVER_PORT": "443"},
+        },
+        "contexts": {
+            "os": {"name": osname, "version": osver, "build": osbuild},
+            "runtime": {"name": "CPython", "version": "3.12.7", "build": "3.12.7 (main, Oct  1 2024, 08:52:12) [GCC 12.2.0]"},
+            "browser": {"name": browser, "version": bver},
+            "device": {"family": device, "arch": arch, "brand": brand, "processor_count": r.int(2, 16), "memory_size": r.int(2, 64) * 1_073_741_824i64, "screen_resolution": format!("{}x{}", r.pick(&[1280, 1440, 1920, 2560, 390]), r.pick(&[720, 900, 1080, 1440, 844])), "timezone": r.pick(TZS)},
+            "trace": {"trace_id": trace_id, "span_id": r.hex(16), "parent_span_id": r.hex(16), "op": "http.server", "status": "internal_error", "origin": "auto.http.django"},
+            "culture": {"locale": r.pick(LOCALES), "timezone": r.pick(TZS)},
+            "app": {"app_start_time": iso_utc(ts - r.int(60, 86_400) * 1_000_000), "app_memory": r.int(80_000_000, 900_000_000)},
+            "cloud_resource": {"cloud.provider": "aws", "cloud.region": region, "cloud.availability_zone": format!("{region}{}", r.pick(&["a", "b", "c"])), "host.id": format!("i-{}", r.hex(17))},
+        },
+        "tags": {
+            "region": region, "browser": browser, "os.name": osname,
+            "customer_tier": r.pick(&["free", "pro", "enterprise"]),
+            "feature_flag.new_checkout": r.pick(&["on", "off"]),
+            "shard": r.int(0, 15).to_string(),
+            "tenant": format!("{}-{}", r.pick(ADJS), r.pick(NOUNS)),
+            "worker": format!("gunicorn-{}", r.int(1, 8)),
+            "url_route": group.transaction,
+        },
+        "extra": {
+            "order_id": order, "cart_items": items, "retry": r.int(0, 3),
+            "idempotency_key": r.hex(24),
+            "feature_flags": {"new_checkout": r.chance(0.5), "fast_search": r.chance(0.5), "beta_ui": r.chance(0.2)},
+            "sys.argv": ["/venv/bin/gunicorn", "shop.wsgi:application", "--workers", r.int(2, 8).to_string()],
+        },
+        "modules": Value::Object(modules),
+        "sdk": {"name": "sentry.python.django", "version": "2.19.0",
+                "integrations": ["argv", "atexit", "celery", "dedupe", "django", "excepthook", "logging", "modules", "redis", "stdlib", "threading"],
+                "packages": [{"name": "pypi:sentry-sdk", "version": "2.19.0"}]},
+    })
+}
+
+/// One pre-rendered variant: the compressed tail (member 2) of a body.
+pub struct Variant {
+    pub group: usize,
+    pub tail_gz: Bytes,
+    /// Uncompressed length of the tail (item header + payload + newline).
+    pub tail_len: usize,
+}
+
+pub struct Corpus {
+    pub variants: Vec<Variant>,
+    /// `{"event_id":"` — then 32 hex, then `HDR_MID`, then 27-byte sent_at, then `hdr_end`.
+    pub hdr_end: Vec<u8>,
+}
+
+const HDR_START: &[u8] = b"{\"event_id\":\"";
+const HDR_MID: &[u8] = b"\",\"sent_at\":\"";
+
+impl Corpus {
+    /// Builds `n` variants over `groups` groups (deterministic for a seed); the envelope header
+    /// carries the DSN like loadgen.py's.
+    pub fn build(dsn: &str, groups: usize, n: usize, seed: u64) -> Corpus {
+        let gs = make_groups(groups, seed);
+        let mut r = Rng::new(seed.wrapping_add(1));
+        let ts0 = now_micros();
+        let variants = (0..n.max(groups))
+            .map(|v| {
+                let g = v % groups;
+                let ts = ts0 - r.int(0, 2_000_000);
+                let payload = serde_json::to_vec(&make_event(&gs[g], &mut r, ts)).unwrap();
+                let mut tail = format!(
+                    "{{\"type\":\"event\",\"length\":{},\"content_type\":\"application/json\"}}\n",
+                    payload.len()
+                )
+                .into_bytes();
+                tail.extend_from_slice(&payload);
+                tail.push(b'\n');
+                let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(8192), flate2::Compression::new(9));
+                enc.write_all(&tail).unwrap();
+                Variant { group: g, tail_gz: Bytes::from(enc.finish().unwrap()), tail_len: tail.len() }
+            })
+            .collect();
+        let hdr_end = format!("\",\"dsn\":{}}}\n", serde_json::to_string(dsn).unwrap()).into_bytes();
+        Corpus { variants, hdr_end }
+    }
+
+    /// The same bodies for another DSN (only the per-request header names it).
+    pub fn with_dsn(&self, dsn: &str) -> Corpus {
+        Corpus {
+            variants: self
+                .variants
+                .iter()
+                .map(|v| Variant { group: v.group, tail_gz: v.tail_gz.clone(), tail_len: v.tail_len })
+                .collect(),
+            hdr_end: format!("\",\"dsn\":{}}}\n", serde_json::to_string(dsn).unwrap()).into_bytes(),
+        }
+    }
+
+    /// Length of the envelope header line (constant).
+    pub fn header_len(&self) -> usize {
+        HDR_START.len() + 32 + HDR_MID.len() + 27 + self.hdr_end.len()
+    }
+
+    /// The complete gzip body of variant `i` with `event_id`/`sent_at`.
+    pub fn body(&self, i: usize, event_id: &[u8; 32], sent_at: &[u8; 27]) -> Bytes {
+        let v = &self.variants[i];
+        let hl = self.header_len();
+        let mut out = BytesMut::with_capacity(hl + 23 + v.tail_gz.len());
+        // gzip member header: magic, CM=deflate, FLG=0, MTIME=0, XFL=0, OS=255 (unknown)
+        out.put_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+        // one final stored deflate block: BFINAL=1 BTYPE=00, LEN, NLEN
+        out.put_u8(1);
+        out.put_u16_le(hl as u16);
+        out.put_u16_le(!(hl as u16));
+        let start = out.len();
+        out.put_slice(HDR_START);
+        out.put_slice(event_id);
+        out.put_slice(HDR_MID);
+        out.put_slice(sent_at);
+        out.put_slice(&self.hdr_end);
+        let crc = crc32fast::hash(&out[start..]);
+        out.put_u32_le(crc);
+        out.put_u32_le(hl as u32);
+        out.put_slice(&v.tail_gz);
+        out.freeze()
+    }
+
+    /// Mean compressed body size and mean uncompressed envelope size over all variants.
+    pub fn mean_sizes(&self) -> (f64, f64) {
+        let n = self.variants.len() as f64;
+        let hl = self.header_len();
+        let gz: usize = self.variants.iter().map(|v| v.tail_gz.len() + hl + 23).sum();
+        let raw: usize = self.variants.iter().map(|v| v.tail_len + hl).sum();
+        (gz as f64 / n, raw as f64 / n)
+    }
+
+    /// Decompresses every variant's body as one multi-member gzip stream and checks that it is a
+    /// valid envelope: header line with our event_id, one event item whose `length` matches,
+    /// a JSON payload without `event_id` and with the group's exception.
+    pub fn verify_all(&self) -> anyhow::Result<()> {
+        let mut rng = Rng::new(42);
+        let mut sent = [0u8; 27];
+        iso_utc_into(now_micros(), &mut sent);
+        let mut seen_values = std::collections::HashMap::new();
+        for (i, v) in self.variants.iter().enumerate() {
+            let mut id = [0u8; 32];
+            rng.uuid4_hex(&mut id);
+            let body = self.body(i, &id, &sent);
+            let mut raw = Vec::new();
+            flate2::read::MultiGzDecoder::new(&body[..])
+                .read_to_end(&mut raw)
+                .with_context(|| format!("variant {i}: gzip"))?;
+            let nl = raw.iter().position(|&b| b == b'\n').context("no header line")?;
+            let hdr: Value = serde_json::from_slice(&raw[..nl]).context("envelope header")?;
+            ensure!(hdr["event_id"].as_str() == Some(std::str::from_utf8(&id)?), "variant {i}: event_id");
+            ensure!(hdr["sent_at"].as_str() == Some(std::str::from_utf8(&sent)?), "variant {i}: sent_at");
+            let rest = &raw[nl + 1..];
+            let nl2 = rest.iter().position(|&b| b == b'\n').context("no item header")?;
+            let ih: Value = serde_json::from_slice(&rest[..nl2]).context("item header")?;
+            ensure!(ih["type"] == "event", "variant {i}: item type");
+            let len = ih["length"].as_u64().context("length")? as usize;
+            let payload = &rest[nl2 + 1..];
+            ensure!(payload.len() == len + 1 && payload[len] == b'\n', "variant {i}: length {len} vs {}", payload.len());
+            let ev: Value = serde_json::from_slice(&payload[..len]).context("payload")?;
+            ensure!(ev.get("event_id").is_none(), "variant {i}: payload has an event_id");
+            let val = ev["exception"]["values"][0]["value"].as_str().context("exception value")?.to_string();
+            if let Some(g) = seen_values.insert(val, v.group) {
+                if g != v.group {
+                    bail!("variant {i}: two groups share an exception value");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The uncompressed envelope of variant `i` (for `sample`).
+    pub fn sample(&self, i: usize) -> String {
+        let mut id = [0u8; 32];
+        Rng::new(7).uuid4_hex(&mut id);
+        let mut sent = [0u8; 27];
+        iso_utc_into(now_micros(), &mut sent);
+        let body = self.body(i, &id, &sent);
+        let mut raw = String::new();
+        flate2::read::MultiGzDecoder::new(&body[..]).read_to_string(&mut raw).unwrap();
+        raw
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_formats_agree() {
+        for t in [0i64, 1_795_500_000_123_456, 951_782_400_000_001, 4_102_444_799_999_999] {
+            let mut b = [0u8; 27];
+            iso_utc_into(t, &mut b);
+            assert_eq!(std::str::from_utf8(&b).unwrap(), iso_utc(t));
+        }
+        assert_eq!(iso_utc(951_782_400_000_001), "2000-02-29T00:00:00.000001Z");
+    }
+
+    #[test]
+    fn bodies_are_valid_envelopes() {
+        let c = Corpus::build("http://k@127.0.0.1:1/1", 7, 30, 1);
+        c.verify_all().unwrap();
+    }
+}

@@ -1,0 +1,87 @@
+//! The server process seen from /proc: RSS (VmRSS, VmHWM) and CPU time.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// (VmRSS, VmHWM) in KiB.
+pub fn rss_kib(pid: u32) -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// utime + stime of the process (its threads included), in seconds.
+pub fn cpu_s(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let f: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(ticks as f64 / hz)
+}
+
+/// Samples VmRSS every 100 ms on a thread and keeps the peak.
+pub struct RssSampler {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    handle: Option<JoinHandle<()>>,
+    pid: u32,
+}
+
+impl RssSampler {
+    pub fn start(pid: u32) -> RssSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(rss_kib(pid).map(|r| r.0).unwrap_or(0)));
+        let (s, p) = (stop.clone(), peak.clone());
+        let handle = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                if let Some((rss, _)) = rss_kib(pid) {
+                    p.fetch_max(rss, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        RssSampler { stop, peak, handle: Some(handle), pid }
+    }
+
+    /// Stops sampling: (peak sampled VmRSS, VmHWM now), KiB.
+    pub fn stop(mut self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        let (rss, hwm) = rss_kib(self.pid).unwrap_or((0, 0));
+        (self.peak.load(Ordering::Relaxed).max(rss), hwm)
+    }
+}
+
+/// Busy CPU time of the whole machine (all cores, all processes) since boot, in seconds.
+pub fn machine_busy_s() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = s.lines().next()?;
+    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal
+    let busy = v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)? + v.get(7).copied().unwrap_or(0);
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(busy as f64 / hz)
+}
+
+/// Cores busy on average over `window` (all processes).
+pub fn machine_busy_cores(window: Duration) -> f64 {
+    let a = machine_busy_s().unwrap_or(0.0);
+    std::thread::sleep(window);
+    let b = machine_busy_s().unwrap_or(0.0);
+    (b - a) / window.as_secs_f64()
+}
+
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}

@@ -1,0 +1,141 @@
+//! `/api/0/…/events/`: an issue's events, one event in full, and a project's events.
+
+use axum::Json;
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::issues::visible_issue;
+use super::{Page, base_url, serialize, visible_project};
+use crate::envelope::parse_event_id;
+use crate::http::{ApiError, AuthUser};
+use crate::server::AppState;
+use crate::store::{EventPick, EventRecord};
+
+type QueryList = Query<Vec<(String, String)>>;
+
+fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+async fn full(state: &AppState, e: &EventRecord) -> Result<Value, ApiError> {
+    let issue = state.store.issue(e.issue_id).await?;
+    let neighbours = state
+        .store
+        .event_neighbours(e.issue_id, e.timestamp, &e.event_id)
+        .await?;
+    Ok(serialize::event(e, &issue.title, neighbours, None))
+}
+
+/// `GET /api/0/issues/{id}/events/`
+pub async fn list_issue(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    Query(q): QueryList,
+) -> Result<Response, ApiError> {
+    let (issue, _) = visible_issue(&state, &user, &id).await?;
+    let page = Page::from_query(
+        param(&q, "cursor"),
+        param(&q, "limit").and_then(|l| l.parse().ok()),
+    );
+    let mut events = state
+        .store
+        .issue_events(issue.id, page.limit + 1, page.offset)
+        .await?;
+    let has_next = events.len() as i64 > page.limit;
+    events.truncate(page.limit as usize);
+    let full_shape = param(&q, "full").is_some_and(|f| f == "true" || f == "1");
+    let mut body = Vec::new();
+    for e in &events {
+        body.push(if full_shape {
+            full(&state, e).await?
+        } else {
+            serialize::event_summary(e, &issue.title)
+        });
+    }
+    let headers = page.link_header(&base_url(&state, uri.path(), &q), has_next);
+    Ok((headers, Json(json!(body))).into_response())
+}
+
+/// `GET /api/0/issues/{id}/events/{latest|oldest|recommended|<event_id>}/`
+pub async fn get_issue_event(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path((id, which)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let (issue, _) = visible_issue(&state, &user, &id).await?;
+    let e = match which.as_str() {
+        "latest" | "recommended" => state.store.issue_event(issue.id, EventPick::Latest).await?,
+        "oldest" => state.store.issue_event(issue.id, EventPick::Oldest).await?,
+        other => {
+            let event_id = parse_event_id(other).ok_or_else(ApiError::not_found)?;
+            let e = state.store.event(issue.project_id, &event_id).await?;
+            if e.issue_id != issue.id {
+                return Err(ApiError::not_found());
+            }
+            e
+        }
+    };
+    Ok(Json(full(&state, &e).await?))
+}
+
+/// `GET /api/0/projects/{org}/{project}/events/`
+pub async fn list_project(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path((org, slug)): Path<(String, String)>,
+    OriginalUri(uri): OriginalUri,
+    Query(q): QueryList,
+) -> Result<Response, ApiError> {
+    let project = visible_project(&state, &user, &org, &slug).await?;
+    let page = Page::from_query(
+        param(&q, "cursor"),
+        param(&q, "limit").and_then(|l| l.parse().ok()),
+    );
+    let mut events = state
+        .store
+        .project_events(project.id, page.limit + 1, page.offset)
+        .await?;
+    let has_next = events.len() as i64 > page.limit;
+    events.truncate(page.limit as usize);
+    let body: Vec<Value> = events
+        .iter()
+        .map(|e| serialize::event_summary(e, &crate::digest::title::title(&e.payload)))
+        .collect();
+    let headers = page.link_header(&base_url(&state, uri.path(), &q), has_next);
+    Ok((headers, Json(json!(body))).into_response())
+}
+
+async fn project_event(
+    state: &AppState,
+    user: &crate::store::User,
+    org: &str,
+    slug: &str,
+    event_id: &str,
+) -> Result<EventRecord, ApiError> {
+    let project = visible_project(state, user, org, slug).await?;
+    let event_id = parse_event_id(event_id).ok_or_else(ApiError::not_found)?;
+    Ok(state.store.event(project.id, &event_id).await?)
+}
+
+/// `GET /api/0/projects/{org}/{project}/events/{event_id}/`
+pub async fn get_project_event(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path((org, slug, event_id)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let e = project_event(&state, &user, &org, &slug, &event_id).await?;
+    Ok(Json(full(&state, &e).await?))
+}
+
+/// `GET /api/0/projects/{org}/{project}/events/{event_id}/json/`: the stored normalized event.
+pub async fn get_project_event_json(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path((org, slug, event_id)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let e = project_event(&state, &user, &org, &slug, &event_id).await?;
+    Ok(Json(e.payload))
+}

@@ -1,0 +1,174 @@
+//! Sentry's web API (`/api/0/…`) over stored issues and events, for `sentry-cli` and scripts.
+//!
+//! - [`search`]: the issue search language (`is:unresolved browser:Chrome free text`).
+//! - [`serialize`]: issues and events in Sentry's JSON shapes.
+//! - [`issues`], [`events`], [`projects`]: one file per resource.
+//!
+//! Every route needs `Authorization: Bearer <token>` and checks that the user may see the
+//! project involved (superusers see everything, members see their organizations' projects).
+
+pub mod events;
+pub mod issues;
+pub mod projects;
+pub mod search;
+pub mod serialize;
+
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::routing::get;
+
+use crate::http::ApiError;
+use crate::server::AppState;
+use crate::store::{Project, User};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/0/", get(projects::index))
+        .route("/api/0/organizations/", get(projects::organizations))
+        .route(
+            "/api/0/organizations/{org}/projects/",
+            get(projects::org_projects),
+        )
+        .route("/api/0/organizations/{org}/issues/", get(issues::list_org))
+        .route(
+            "/api/0/organizations/{org}/issues/{id}/",
+            get(issues::get_in_org).put(issues::update_in_org),
+        )
+        .route(
+            "/api/0/projects/{org}/{project}/",
+            get(projects::get).put(projects::update),
+        )
+        .route(
+            "/api/0/projects/{org}/{project}/issues/",
+            get(issues::list_project),
+        )
+        .route(
+            "/api/0/projects/{org}/{project}/keys/",
+            get(projects::keys).post(projects::create_key),
+        )
+        .route(
+            "/api/0/projects/{org}/{project}/keys/{key_id}/",
+            get(projects::get_key).put(projects::update_key),
+        )
+        .route(
+            "/api/0/projects/{org}/{project}/events/",
+            get(events::list_project),
+        )
+        .route(
+            "/api/0/projects/{org}/{project}/events/{event_id}/",
+            get(events::get_project_event),
+        )
+        .route(
+            "/api/0/projects/{org}/{project}/events/{event_id}/json/",
+            get(events::get_project_event_json),
+        )
+        .route("/api/0/issues/{id}/", get(issues::get).put(issues::update))
+        .route("/api/0/issues/{id}/events/", get(events::list_issue))
+        .route(
+            "/api/0/issues/{id}/events/{which}/",
+            get(events::get_issue_event),
+        )
+        .route("/api/0/issues/{id}/tags/", get(issues::tags))
+        .route(
+            "/api/0/issues/{id}/user-reports/",
+            get(issues::user_reports),
+        )
+        .route("/api/0/issues/{id}/tags/{key}/", get(issues::tag))
+        .route(
+            "/api/0/issues/{id}/tags/{key}/values/",
+            get(issues::tag_values),
+        )
+}
+
+/// The project `org/slug` if the user may see it; 404 otherwise (never reveal existence).
+pub async fn visible_project(
+    state: &AppState,
+    user: &User,
+    org: &str,
+    slug: &str,
+) -> Result<Project, ApiError> {
+    let project = state.store.project_by_slug(org, slug).await?;
+    check_access(state, user, &project).await?;
+    Ok(project)
+}
+
+/// 404 unless the user may see the project.
+pub async fn check_access(
+    state: &AppState,
+    user: &User,
+    project: &Project,
+) -> Result<(), ApiError> {
+    if user.is_superuser {
+        return Ok(());
+    }
+    let visible = state.store.projects_for(user).await?;
+    if visible.iter().any(|p| p.id == project.id) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found())
+    }
+}
+
+/// Offset pagination with Sentry's cursor format (`value:offset:is_prev`).
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub offset: i64,
+    pub limit: i64,
+}
+
+impl Page {
+    pub fn from_query(cursor: Option<&str>, limit: Option<i64>) -> Page {
+        let offset = cursor
+            .and_then(|c| c.split(':').nth(1))
+            .and_then(|o| o.parse().ok())
+            .unwrap_or(0i64)
+            .max(0);
+        Page {
+            offset,
+            limit: limit.unwrap_or(100).clamp(1, 100),
+        }
+    }
+
+    /// The `Link` header for a page that returned `got` rows (one extra row was asked for to
+    /// learn whether a next page exists).
+    pub fn link_header(&self, base_url: &str, has_next: bool) -> HeaderMap {
+        let sep = if base_url.contains('?') { '&' } else { '?' };
+        let prev = (self.offset - self.limit).max(0);
+        let link = format!(
+            "<{base_url}{sep}cursor=0:{prev}:1>; rel=\"previous\"; results=\"{}\"; cursor=\"0:{prev}:1\", \
+             <{base_url}{sep}cursor=0:{next}:0>; rel=\"next\"; results=\"{has_next}\"; cursor=\"0:{next}:0\"",
+            self.offset > 0,
+            next = self.offset + self.limit,
+        );
+        let mut headers = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            headers.insert(header::LINK, v);
+        }
+        headers
+    }
+}
+
+/// The request URL without `cursor`, for building `Link` headers.
+pub fn base_url(state: &AppState, path: &str, query: &[(String, String)]) -> String {
+    let rest: Vec<String> = query
+        .iter()
+        .filter(|(k, _)| k != "cursor")
+        .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+        .collect();
+    if rest.is_empty() {
+        format!("{}{path}", state.public_url)
+    } else {
+        format!("{}{path}?{}", state.public_url, rest.join("&"))
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,188 @@
+//! Configuration: every setting, with its flag, its environment variable and its default.
+//!
+//! Everything derives from `--data-dir`: the SQLite database and the spool live inside it, so
+//! `faultline serve` with no options works. Config is passed through state, never a global.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Faultline: self-hosted error monitoring for Sentry SDKs.
+#[derive(Debug, Parser)]
+#[command(name = "faultline", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options every subcommand shares.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Directory holding the database and the spool.
+    #[arg(
+        long,
+        env = "FAULTLINE_DATA_DIR",
+        default_value = "./faultline-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+    /// Storage: `sqlite://PATH`; unset = `sqlite://<data-dir>/faultline.db`.
+    #[arg(long, env = "FAULTLINE_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Public base URL used in DSNs and links; default `http://<listen address>`.
+    #[arg(long, env = "FAULTLINE_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// Log filter (`info`, `faultline=debug`, …).
+    #[arg(long, env = "FAULTLINE_LOG", default_value = "info", global = true)]
+    pub log: String,
+    /// Log format: `text` or `json`.
+    #[arg(
+        long,
+        env = "FAULTLINE_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: String,
+}
+
+impl GlobalArgs {
+    /// The database URL, defaulting to the SQLite file in the data dir.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("faultline.db").display()),
+        }
+    }
+
+    /// The public URL, defaulting to one derived from `listen`.
+    pub fn public_url(&self, listen: &str) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{listen}"),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default when no subcommand is given).
+    Serve(ServeArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage projects.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password comes from FAULTLINE_PASSWORD or a prompt.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Give the user access to everything.
+        #[arg(long)]
+        superuser: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Create ORG/PROJECT (and the organization if needed); prints the DSN.
+    Create {
+        /// `org-slug/project-slug`
+        slug: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token for a user; prints the token.
+    Create {
+        #[arg(long)]
+        email: String,
+    },
+}
+
+/// Options of `faultline serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "FAULTLINE_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: String,
+    /// Trust `X-Forwarded-For` / `X-Real-IP` from these proxy addresses (comma-separated IPs).
+    #[arg(long, env = "FAULTLINE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Default retention: events older than this many days are evicted (0 = keep forever).
+    #[arg(long, env = "FAULTLINE_RETENTION_DAYS", default_value_t = 90)]
+    pub retention_days: i64,
+    /// Default retention: most events kept per project, oldest evicted first (0 = no cap).
+    #[arg(long, env = "FAULTLINE_RETENTION_MAX_EVENTS", default_value_t = 0)]
+    pub retention_max_events: i64,
+    /// Seconds between retention sweeps.
+    #[arg(long, env = "FAULTLINE_RETENTION_INTERVAL", default_value_t = 300)]
+    pub retention_interval: u64,
+    #[command(flatten)]
+    pub limits: Limits,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        #[derive(Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        Defaults::parse_from(["serve"]).serve
+    }
+}
+
+impl ServeArgs {
+    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listen.parse()?)
+    }
+}
+
+/// Every size, count and rate limit, with defaults modelled on Sentry's.
+#[derive(Debug, Clone, Args)]
+pub struct Limits {
+    /// Largest request body accepted on the wire, compressed (bytes).
+    #[arg(long, env = "FAULTLINE_MAX_REQUEST_SIZE", default_value_t = 20 * MIB)]
+    pub max_request_size: usize,
+    /// Largest envelope after decompression (bytes).
+    #[arg(long, env = "FAULTLINE_MAX_ENVELOPE_SIZE", default_value_t = 100 * MIB)]
+    pub max_envelope_size: usize,
+    /// Largest decompressed/compressed ratio accepted once the body exceeds 1 MiB.
+    #[arg(long, env = "FAULTLINE_MAX_COMPRESSION_RATIO", default_value_t = 100)]
+    pub max_compression_ratio: usize,
+    /// Largest event payload (bytes).
+    #[arg(long, env = "FAULTLINE_MAX_EVENT_SIZE", default_value_t = MIB)]
+    pub max_event_size: usize,
+    /// Largest attachment (bytes).
+    #[arg(long, env = "FAULTLINE_MAX_ATTACHMENT_SIZE", default_value_t = 20 * MIB)]
+    pub max_attachment_size: usize,
+    /// Most items in one envelope.
+    #[arg(long, env = "FAULTLINE_MAX_ENVELOPE_ITEMS", default_value_t = 1000)]
+    pub max_envelope_items: usize,
+    /// Deepest JSON nesting accepted in an event.
+    #[arg(long, env = "FAULTLINE_MAX_JSON_DEPTH", default_value_t = 128)]
+    pub max_json_depth: usize,
+    /// Spooled bytes waiting for digestion above which ingestion answers 503.
+    #[arg(long, env = "FAULTLINE_MAX_SPOOL_BACKLOG", default_value_t = 1024 * MIB as u64)]
+    pub max_spool_backlog: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        ServeArgs::default().limits
+    }
+}
+
+pub const MIB: usize = 1024 * 1024;

@@ -1,0 +1,10 @@
+//! Axum glue shared by every route group: the error type and the authentication extractors.
+//!
+//! - [`error`]: [`ApiError`], the one mapping of failures to HTTP answers.
+//! - [`extract`]: [`AuthUser`], the user behind an `Authorization: Bearer` token.
+
+pub mod error;
+pub mod extract;
+
+pub use error::ApiError;
+pub use extract::AuthUser;

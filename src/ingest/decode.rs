@@ -1,0 +1,137 @@
+//! Request bodies: `Content-Encoding` decompression within limits.
+//!
+//! Limits apply to the decompressed bytes, read incrementally, so a decompression bomb costs at
+//! most the cap in memory before it is refused with 413.
+
+use std::borrow::Cow;
+use std::io::Read;
+
+use crate::config::{Limits, MIB};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("unsupported content encoding {0:?}")]
+    Unsupported(String),
+    #[error("invalid request body: corrupt {0} data")]
+    Corrupt(&'static str),
+    #[error("decompressed body exceeds the limit of {0} bytes")]
+    TooLarge(usize),
+}
+
+/// Decodes `body` according to `encoding` (a `Content-Encoding` header value).
+pub fn decode<'a>(
+    encoding: Option<&str>,
+    body: &'a [u8],
+    limits: &Limits,
+) -> Result<Cow<'a, [u8]>, DecodeError> {
+    let encoding = encoding.map(|e| e.trim().to_ascii_lowercase());
+    let cap = limits
+        .max_envelope_size
+        .min(MIB.max(body.len().saturating_mul(limits.max_compression_ratio)));
+    match encoding.as_deref() {
+        None | Some("") | Some("identity") | Some("utf-8") => {
+            if body.len() > limits.max_envelope_size {
+                return Err(DecodeError::TooLarge(limits.max_envelope_size));
+            }
+            Ok(Cow::Borrowed(body))
+        }
+        Some("gzip") | Some("x-gzip") => {
+            read_capped(flate2::read::MultiGzDecoder::new(body), cap, "gzip").map(Cow::Owned)
+        }
+        Some("deflate") => {
+            // RFC 9110 says zlib-wrapped; some clients send raw deflate. Try both.
+            match read_capped(flate2::read::ZlibDecoder::new(body), cap, "deflate") {
+                Err(DecodeError::Corrupt(_)) => {
+                    read_capped(flate2::read::DeflateDecoder::new(body), cap, "deflate")
+                        .map(Cow::Owned)
+                }
+                other => other.map(Cow::Owned),
+            }
+        }
+        Some("br") => {
+            read_capped(brotli::Decompressor::new(body, 4096), cap, "brotli").map(Cow::Owned)
+        }
+        Some("zstd") => {
+            let mut decoder =
+                zstd::stream::read::Decoder::new(body).map_err(|_| DecodeError::Corrupt("zstd"))?;
+            // Refuse frames that ask for windows over 128 MiB of memory.
+            decoder
+                .window_log_max(27)
+                .map_err(|_| DecodeError::Corrupt("zstd"))?;
+            read_capped(decoder, cap, "zstd").map(Cow::Owned)
+        }
+        Some(other) => Err(DecodeError::Unsupported(other.to_string())),
+    }
+}
+
+fn read_capped(reader: impl Read, cap: usize, kind: &'static str) -> Result<Vec<u8>, DecodeError> {
+    let mut out = Vec::new();
+    let mut limited = reader.take(cap as u64 + 1);
+    limited
+        .read_to_end(&mut out)
+        .map_err(|_| DecodeError::Corrupt(kind))?;
+    if out.len() > cap {
+        return Err(DecodeError::TooLarge(cap));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn every_encoding_round_trips() {
+        let limits = Limits::default();
+        let data = b"{\"hello\":\"world\"}".repeat(100);
+        assert_eq!(
+            &*decode(Some("gzip"), &gzip(&data), &limits).unwrap(),
+            &data[..]
+        );
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&data).unwrap();
+        assert_eq!(
+            &*decode(Some("deflate"), &z.finish().unwrap(), &limits).unwrap(),
+            &data[..]
+        );
+        let mut d = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        d.write_all(&data).unwrap();
+        assert_eq!(
+            &*decode(Some("deflate"), &d.finish().unwrap(), &limits).unwrap(),
+            &data[..]
+        );
+        let mut br = Vec::new();
+        brotli::CompressorWriter::new(&mut br, 4096, 5, 22)
+            .write_all(&data)
+            .unwrap();
+        assert_eq!(&*decode(Some("br"), &br, &limits).unwrap(), &data[..]);
+        let zs = zstd::encode_all(&data[..], 3).unwrap();
+        assert_eq!(&*decode(Some("zstd"), &zs, &limits).unwrap(), &data[..]);
+        assert_eq!(&*decode(None, &data, &limits).unwrap(), &data[..]);
+    }
+
+    #[test]
+    fn bombs_corrupt_data_and_unknown_encodings_are_refused() {
+        let limits = Limits::default();
+        let bomb = gzip(&vec![0u8; 50 * MIB]);
+        assert!(matches!(
+            decode(Some("gzip"), &bomb, &limits),
+            Err(DecodeError::TooLarge(_))
+        ));
+        assert_eq!(
+            decode(Some("gzip"), b"not gzip", &limits).unwrap_err(),
+            DecodeError::Corrupt("gzip")
+        );
+        assert!(matches!(
+            decode(Some("compress"), b"x", &limits),
+            Err(DecodeError::Unsupported(_))
+        ));
+    }
+}

@@ -1,0 +1,396 @@
+//! Ingestion from the outside: bad input gets the right 4xx and a JSON `detail`, the server stays
+//! healthy, CORS works for browsers, and every body encoding is accepted.
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use common::Server;
+use serde_json::{Value, json};
+
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Value,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// The DSN's key and project id.
+fn key_and_project(dsn: &str) -> (String, String) {
+    let rest = dsn.split_once("://").unwrap().1;
+    let (key, hostpath) = rest.split_once('@').unwrap();
+    (
+        key.to_string(),
+        hostpath.rsplit('/').next().unwrap().to_string(),
+    )
+}
+
+fn post(server: &Server, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    let mut req = agent().post(&format!("{}{path}", server.url));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut resp = req.send(body).expect("request");
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    Answer {
+        status,
+        headers,
+        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    }
+}
+
+fn envelope_for(event: &Value) -> Vec<u8> {
+    let payload = serde_json::to_vec(event).unwrap();
+    let mut out = br#"{"sent_at":"2026-11-25T00:00:00Z"}"#.to_vec();
+    out.extend_from_slice(b"\n{\"type\":\"event\"}\n");
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn send_envelope(server: &Server, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    let (key, project) = key_and_project(&server.dsn);
+    let auth = format!("Sentry sentry_key={key}, sentry_version=7");
+    let mut all = vec![("X-Sentry-Auth", auth.as_str())];
+    all.extend_from_slice(headers);
+    post(server, &format!("/api/{project}/envelope/"), &all, body)
+}
+
+fn assert_error(a: &Answer, status: u16, what: &str) {
+    assert_eq!(
+        a.status, status,
+        "{what}: expected {status}, got {} {}",
+        a.status, a.body
+    );
+    assert!(
+        a.body
+            .get("detail")
+            .and_then(Value::as_str)
+            .is_some_and(|d| !d.is_empty()),
+        "{what}: the answer should carry a JSON detail, got {}",
+        a.body
+    );
+}
+
+fn assert_healthy(server: &Server) {
+    let (status, body) = server.get("/_health/");
+    assert_eq!(status, 200, "health: {body}");
+}
+
+#[test]
+fn bad_input_gets_the_right_4xx_and_the_server_stays_healthy() {
+    let server = Server::start();
+    let (key, project) = key_and_project(&server.dsn);
+
+    let a = send_envelope(
+        &server,
+        &[],
+        b"{}\n{\"type\":\"event\",\"length\":50}\n{\"short\":1}",
+    );
+    assert_error(&a, 400, "truncated envelope");
+    let a = send_envelope(&server, &[], b"this is not an envelope");
+    assert_error(&a, 400, "garbage envelope");
+    let a = send_envelope(&server, &[], b"");
+    assert_error(&a, 400, "empty body");
+
+    let a = post(
+        &server,
+        &format!("/api/{project}/envelope/"),
+        &[(
+            "X-Sentry-Auth",
+            "Sentry sentry_key=0000000000000000ffffffffffffffff, sentry_version=7",
+        )],
+        &envelope_for(&json!({"message": "x"})),
+    );
+    assert_error(&a, 401, "unknown key");
+    let a = post(
+        &server,
+        &format!("/api/{project}/envelope/"),
+        &[],
+        &envelope_for(&json!({"message": "x"})),
+    );
+    assert_error(&a, 401, "no key");
+    let a = post(
+        &server,
+        "/api/999999/envelope/",
+        &[(
+            "X-Sentry-Auth",
+            &format!("Sentry sentry_key={key}, sentry_version=7"),
+        )],
+        &envelope_for(&json!({"message": "x"})),
+    );
+    assert_error(&a, 401, "key of another project");
+
+    let a = send_envelope(
+        &server,
+        &[],
+        b"{}\n{\"type\":\"event\"}\n{\"message\": oops}",
+    );
+    assert_error(&a, 400, "invalid JSON");
+    let deep = format!(
+        "{{}}\n{{\"type\":\"event\"}}\n{{\"extra\":{}1{}}}",
+        "[".repeat(500),
+        "]".repeat(500)
+    );
+    let a = send_envelope(&server, &[], deep.as_bytes());
+    assert_error(&a, 400, "deep nesting");
+
+    let big_event = json!({"message": "x".repeat(2 * 1024 * 1024)});
+    let a = send_envelope(&server, &[], &envelope_for(&big_event));
+    assert_error(&a, 413, "oversize event");
+    let a = send_envelope(&server, &[], &vec![b' '; 21 * 1024 * 1024]);
+    assert_error(&a, 413, "oversize body");
+
+    let bomb = gzip(&vec![b'a'; 300 * 1024 * 1024]);
+    let a = send_envelope(&server, &[("Content-Encoding", "gzip")], &bomb);
+    assert_error(&a, 413, "decompression bomb");
+    let a = send_envelope(
+        &server,
+        &[("Content-Encoding", "gzip")],
+        b"definitely not gzip",
+    );
+    assert_error(&a, 400, "corrupt gzip");
+    let a = send_envelope(&server, &[("Content-Encoding", "compress")], b"x");
+    assert_error(&a, 415, "unknown encoding");
+
+    assert_healthy(&server);
+    let a = send_envelope(
+        &server,
+        &[],
+        &envelope_for(&json!({"message": "still works"})),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["id"].as_str().map(str::len), Some(32), "{}", a.body);
+}
+
+#[test]
+fn every_encoding_and_shape_is_accepted_and_stored() {
+    let server = Server::start();
+    let (key, project) = key_and_project(&server.dsn);
+    let event = |m: &str| json!({"message": m, "level": "error"});
+
+    let a = send_envelope(
+        &server,
+        &[("Content-Encoding", "gzip")],
+        &gzip(&envelope_for(&event("gzip body"))),
+    );
+    assert_eq!(a.status, 200, "gzip: {}", a.body);
+    let mut br = Vec::new();
+    brotli::CompressorWriter::new(&mut br, 4096, 5, 22)
+        .write_all(&envelope_for(&event("brotli body")))
+        .unwrap();
+    let a = send_envelope(&server, &[("Content-Encoding", "br")], &br);
+    assert_eq!(a.status, 200, "br: {}", a.body);
+    let zs = zstd::encode_all(&envelope_for(&event("zstd body"))[..], 3).unwrap();
+    let a = send_envelope(&server, &[("Content-Encoding", "zstd")], &zs);
+    assert_eq!(a.status, 200, "zstd: {}", a.body);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    z.write_all(&envelope_for(&event("deflate body"))).unwrap();
+    let a = send_envelope(
+        &server,
+        &[("Content-Encoding", "deflate")],
+        &z.finish().unwrap(),
+    );
+    assert_eq!(a.status, 200, "deflate: {}", a.body);
+
+    // Browser style: query auth and text/plain, with the id only in the envelope header.
+    let body = format!(
+        "{{\"event_id\":\"{}\"}}\n{{\"type\":\"event\"}}\n{}",
+        "ab".repeat(16),
+        json!({"message": "text plain body"})
+    );
+    let a = post(
+        &server,
+        &format!("/api/{project}/envelope/?sentry_key={key}&sentry_version=7"),
+        &[("Content-Type", "text/plain;charset=UTF-8")],
+        body.as_bytes(),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["id"], "ab".repeat(16));
+
+    // Legacy store endpoint, and an event without any id.
+    let a = post(
+        &server,
+        &format!("/api/{project}/store/"),
+        &[(
+            "X-Sentry-Auth",
+            &format!("Sentry sentry_key={key}, sentry_version=7"),
+        )],
+        json!({"message": "legacy store"}).to_string().as_bytes(),
+    );
+    assert_eq!(a.status, 200, "store: {}", a.body);
+
+    // Sessions, client reports and unknown item types are accepted without breaking anything.
+    let body = b"{}\n{\"type\":\"session\"}\n{\"sid\":\"7c7c7c7c7c7c4c7c8c7c7c7c7c7c7c7c\",\"init\":true,\"started\":\"2026-11-25T00:00:00Z\",\"status\":\"ok\",\"attrs\":{\"release\":\"r@1\"}}\n{\"type\":\"client_report\"}\n{\"timestamp\":1795500000.5,\"discarded_events\":[{\"reason\":\"queue_overflow\",\"category\":\"error\",\"quantity\":4}]}\n{\"type\":\"some_future_item\"}\n{\"x\":1}";
+    let a = send_envelope(&server, &[], body);
+    assert_eq!(a.status, 200, "sessions: {}", a.body);
+    assert_eq!(a.body, json!({}));
+
+    let wanted = [
+        "gzip body",
+        "brotli body",
+        "zstd body",
+        "deflate body",
+        "text plain body",
+        "legacy store",
+    ];
+    common::wait_until("every encoding's event is an issue", || {
+        let titles: Vec<String> = server
+            .issues()
+            .iter()
+            .filter_map(|i| i["title"].as_str().map(str::to_string))
+            .collect();
+        if wanted.iter().all(|w| titles.iter().any(|t| t == w)) {
+            Ok(())
+        } else {
+            Err(format!("{titles:?}"))
+        }
+    });
+}
+
+#[test]
+fn browsers_get_cors_answers_from_any_origin() {
+    let server = Server::start();
+    let (_, project) = key_and_project(&server.dsn);
+    let resp = agent()
+        .options(&format!("{}/api/{project}/envelope/", server.url))
+        .header("Origin", "https://shop.example.com")
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "content-type, sentry-trace, baggage",
+        )
+        .call()
+        .expect("preflight");
+    assert!(
+        resp.status().is_success(),
+        "preflight answered {}",
+        resp.status()
+    );
+    let h = |k: &str| {
+        resp.headers()
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_lowercase()
+    };
+    assert_eq!(h("access-control-allow-origin"), "*");
+    for header in ["content-type", "sentry-trace", "baggage", "x-sentry-auth"] {
+        assert!(
+            h("access-control-allow-headers").contains(header),
+            "{header} not allowed"
+        );
+    }
+
+    let a = send_envelope(
+        &server,
+        &[("Origin", "https://shop.example.com")],
+        &envelope_for(&json!({"message": "x"})),
+    );
+    let exposed = a
+        .headers
+        .iter()
+        .find(|(k, _)| k == "access-control-expose-headers")
+        .map(|(_, v)| v.to_lowercase())
+        .unwrap_or_default();
+    assert!(
+        exposed.contains("x-sentry-rate-limits") && exposed.contains("retry-after"),
+        "{exposed}"
+    );
+}
+
+#[test]
+fn duplicate_event_ids_are_stored_once() {
+    let server = Server::start();
+    let id = "cd".repeat(16);
+    let body = format!(
+        "{{\"event_id\":\"{id}\"}}\n{{\"type\":\"event\"}}\n{}",
+        json!({"message": "only once"})
+    );
+    for _ in 0..3 {
+        let a = send_envelope(&server, &[], body.as_bytes());
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    let marker = send_envelope(&server, &[], &envelope_for(&json!({"message": "marker"})));
+    assert_eq!(marker.status, 200);
+    common::wait_until("the marker is digested", || {
+        let issues = server.issues();
+        if issues.iter().any(|i| i["title"] == "marker") {
+            Ok(issues)
+        } else {
+            Err(format!("{issues:?}"))
+        }
+    });
+    let issue = server
+        .issues()
+        .into_iter()
+        .find(|i| i["title"] == "only once")
+        .expect("the issue");
+    assert_eq!(issue["count"], "1");
+}
+
+#[test]
+fn a_rate_limited_key_gets_429_with_retry_after() {
+    let server = Server::start();
+    let (key, _) = key_and_project(&server.dsn);
+    let resp = agent()
+        .put(&format!(
+            "{}/api/0/projects/{}/{}/keys/{key}/",
+            server.url,
+            common::ORG,
+            common::PROJECT
+        ))
+        .header("Authorization", &format!("Bearer {}", server.token))
+        .send_json(json!({"rateLimit": {"count": 2, "window": 3600}}))
+        .expect("update the key");
+    assert_eq!(resp.status(), 200);
+    for i in 0..2 {
+        let a = send_envelope(
+            &server,
+            &[],
+            &envelope_for(&json!({"message": format!("allowed {i}")})),
+        );
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    let a = send_envelope(
+        &server,
+        &[],
+        &envelope_for(&json!({"message": "one too many"})),
+    );
+    assert_error(&a, 429, "rate limited");
+    let header = |k: &str| {
+        a.headers
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
+    let retry: u64 = header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!(retry > 0 && retry <= 3600);
+    assert!(
+        header("x-sentry-rate-limits")
+            .expect("X-Sentry-Rate-Limits")
+            .contains("::key")
+    );
+}
