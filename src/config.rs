@@ -174,6 +174,13 @@ pub struct Limits {
     /// Deepest JSON nesting accepted in an event.
     #[arg(long, env = "FAULTLINE_MAX_JSON_DEPTH", default_value_t = 128)]
     pub max_json_depth: usize,
+    /// Ingest requests handled at once; more are answered 503 with `Retry-After`.
+    #[arg(
+        long,
+        env = "FAULTLINE_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 1024
+    )]
+    pub max_concurrent_requests: usize,
     /// Spooled bytes waiting for digestion above which ingestion answers 503.
     #[arg(long, env = "FAULTLINE_MAX_SPOOL_BACKLOG", default_value_t = 1024 * MIB as u64)]
     pub max_spool_backlog: u64,

@@ -6,17 +6,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::issues::visible_issue;
-use super::{Page, base_url, serialize, visible_project};
+use super::{Page, QueryList, base_url, param, serialize, visible_project};
 use crate::envelope::parse_event_id;
 use crate::http::{ApiError, AuthUser};
 use crate::server::AppState;
 use crate::store::{EventPick, EventRecord};
-
-type QueryList = Query<Vec<(String, String)>>;
-
-fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-}
 
 async fn full(state: &AppState, e: &EventRecord) -> Result<Value, ApiError> {
     let issue = state.store.issue(e.issue_id).await?;
@@ -36,10 +30,7 @@ pub async fn list_issue(
     Query(q): QueryList,
 ) -> Result<Response, ApiError> {
     let (issue, _) = visible_issue(&state, &user, &id).await?;
-    let page = Page::from_query(
-        param(&q, "cursor"),
-        param(&q, "limit").and_then(|l| l.parse().ok()),
-    );
+    let page = Page::from_query(&q);
     let mut events = state
         .store
         .issue_events(issue.id, page.limit + 1, page.offset)
@@ -90,10 +81,7 @@ pub async fn list_project(
     Query(q): QueryList,
 ) -> Result<Response, ApiError> {
     let project = visible_project(&state, &user, &org, &slug).await?;
-    let page = Page::from_query(
-        param(&q, "cursor"),
-        param(&q, "limit").and_then(|l| l.parse().ok()),
-    );
+    let page = Page::from_query(&q);
     let mut events = state
         .store
         .project_events(project.id, page.limit + 1, page.offset)

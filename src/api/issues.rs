@@ -8,16 +8,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Page, base_url, check_access, search, serialize, visible_project};
+use super::{Page, QueryList, base_url, check_access, param, search, serialize, visible_project};
 use crate::http::{ApiError, AuthUser};
 use crate::server::AppState;
 use crate::store::{Issue, IssueFilter, IssueSort, Project, User};
-
-type QueryList = Query<Vec<(String, String)>>;
-
-fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-}
 
 fn now() -> f64 {
     chrono::Utc::now().timestamp_micros() as f64 / 1e6
@@ -70,10 +64,7 @@ async fn list(
     path: &str,
     q: &[(String, String)],
 ) -> Result<Response, ApiError> {
-    let page = Page::from_query(
-        param(q, "cursor"),
-        param(q, "limit").and_then(|l| l.parse().ok()),
-    );
+    let page = Page::from_query(q);
     let mut filter = IssueFilter {
         project_ids: projects.iter().map(|p| p.id).collect(),
         limit: page.limit + 1,
@@ -300,10 +291,7 @@ pub async fn tag_values(
     Query(q): QueryList,
 ) -> Result<Response, ApiError> {
     let (issue, _) = visible_issue(&state, &user, &id).await?;
-    let page = Page::from_query(
-        param(&q, "cursor"),
-        param(&q, "limit").and_then(|l| l.parse().ok()),
-    );
+    let page = Page::from_query(&q);
     let mut values = state
         .store
         .issue_tag_values(issue.id, &key, page.limit + 1, page.offset)

@@ -80,6 +80,14 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
+/// Query parameters as a list, so repeated keys (`project=1&project=2`) survive.
+pub type QueryList = axum::extract::Query<Vec<(String, String)>>;
+
+/// The first value of a query parameter.
+pub fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
 /// The project `org/slug` if the user may see it; 404 otherwise (never reveal existence).
 pub async fn visible_project(
     state: &AppState,
@@ -117,8 +125,10 @@ pub struct Page {
 }
 
 impl Page {
-    pub fn from_query(cursor: Option<&str>, limit: Option<i64>) -> Page {
-        let offset = cursor
+    /// The page asked for by `cursor` and `limit` (at most 100).
+    pub fn from_query(q: &[(String, String)]) -> Page {
+        let limit: Option<i64> = param(q, "limit").and_then(|l| l.parse().ok());
+        let offset = param(q, "cursor")
             .and_then(|c| c.split(':').nth(1))
             .and_then(|o| o.parse().ok())
             .unwrap_or(0i64)

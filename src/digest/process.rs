@@ -10,8 +10,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 
 use crate::config::Limits;
+use crate::envelope::decode;
 use crate::envelope::{self, Envelope, Item};
-use crate::ingest::decode;
 use crate::spool::{Record, RecordKind};
 use crate::store::{
     DigestBatch, NewAttachment, NewEvent, NewUserReport, Outcome, SessionCounts, SessionUser,
@@ -232,17 +232,34 @@ impl RecordContext<'_> {
         });
     }
 
-    fn session(&self, item: &Item, batch: &mut DigestBatch) {
+    /// A session payload with its release (required) and environment (default `production`).
+    fn session_payload(
+        &self,
+        item: &Item,
+        batch: &mut DigestBatch,
+    ) -> Option<(Value, String, String)> {
         let Ok(v) = serde_json::from_slice::<Value>(item.payload) else {
-            return self.dropped(batch, "session", "invalid_json");
+            self.dropped(batch, "session", "invalid_json");
+            return None;
         };
-        let Some(release) = v.pointer("/attrs/release").and_then(Value::as_str) else {
-            return self.dropped(batch, "session", "missing_release");
+        let attr = |k: &str| {
+            v.pointer(&format!("/attrs/{k}"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
         };
-        let environment = v
-            .pointer("/attrs/environment")
-            .and_then(Value::as_str)
-            .unwrap_or("production");
+        let Some(release) = attr("release") else {
+            self.dropped(batch, "session", "missing_release");
+            return None;
+        };
+        let environment = attr("environment").unwrap_or_else(|| "production".into());
+        Some((v, release, environment))
+    }
+
+    fn session(&self, item: &Item, batch: &mut DigestBatch) {
+        let Some((v, release, environment)) = self.session_payload(item, batch) else {
+            return;
+        };
+        let (release, environment) = (release.as_str(), environment.as_str());
         let started = v
             .get("started")
             .and_then(parse_time)
@@ -284,16 +301,10 @@ impl RecordContext<'_> {
     }
 
     fn sessions(&self, item: &Item, batch: &mut DigestBatch) {
-        let Ok(v) = serde_json::from_slice::<Value>(item.payload) else {
-            return self.dropped(batch, "session", "invalid_json");
+        let Some((v, release, environment)) = self.session_payload(item, batch) else {
+            return;
         };
-        let Some(release) = v.pointer("/attrs/release").and_then(Value::as_str) else {
-            return self.dropped(batch, "session", "missing_release");
-        };
-        let environment = v
-            .pointer("/attrs/environment")
-            .and_then(Value::as_str)
-            .unwrap_or("production");
+        let (release, environment) = (release.as_str(), environment.as_str());
         let aggregates = v
             .get("aggregates")
             .and_then(Value::as_array)

@@ -23,30 +23,6 @@ pub struct SecurityParams {
     pub user_agent: Option<String>,
 }
 
-impl SecurityParams {
-    /// Reads `sentry_release` and `sentry_environment` from a query string (with or without
-    /// the leading `?`, percent-encoded), plus the request's `User-Agent`.
-    pub fn from_query(query: Option<&str>, user_agent: Option<&str>) -> Self {
-        let mut params = SecurityParams {
-            user_agent: user_agent.map(str::to_owned).filter(|ua| !ua.is_empty()),
-            ..SecurityParams::default()
-        };
-        for pair in query.unwrap_or("").trim_start_matches('?').split('&') {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = percent_decode(value);
-            if value.is_empty() {
-                continue;
-            }
-            match key {
-                "sentry_release" => params.release = Some(value),
-                "sentry_environment" => params.environment = Some(value),
-                _ => {}
-            }
-        }
-        params
-    }
-}
-
 /// Why a body is not a security report we understand.
 #[derive(Debug, thiserror::Error)]
 pub enum SecurityError {
@@ -339,55 +315,16 @@ fn hpkp_event(report: Map<String, Value>) -> Value {
     )
 }
 
-/// `%xx` and `+` decoding of a query value, lossy on invalid UTF-8.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'%'
-            && let Some(h) = bytes
-                .get(i + 1..i + 3)
-                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-            && let Some(v) = std::str::from_utf8(h)
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(if b == b'+' { b' ' } else { b });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn params() -> SecurityParams {
-        SecurityParams::from_query(
-            Some("?sentry_key=abc&sentry_release=web%401.2&sentry_environment=prod+eu"),
-            Some("Mozilla/5.0 Chrome/131.0.0.0"),
-        )
-    }
-
-    #[test]
-    fn query_parameters() {
-        let p = params();
-        assert_eq!(p.release.as_deref(), Some("web@1.2"));
-        assert_eq!(p.environment.as_deref(), Some("prod eu"));
-        assert_eq!(
-            p.user_agent.as_deref(),
-            Some("Mozilla/5.0 Chrome/131.0.0.0")
-        );
-        assert_eq!(
-            SecurityParams::from_query(None, None),
-            SecurityParams::default()
-        );
+        SecurityParams {
+            release: Some("web@1.2".into()),
+            environment: Some("prod eu".into()),
+            user_agent: Some("Mozilla/5.0 Chrome/131.0.0.0".into()),
+        }
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //! newline or the end of the body. Parsing is lenient the way Relay is: unknown header keys and
 //! unknown item types are kept, whitespace between items and trailing newlines are ignored.
 //! This module does no I/O and knows nothing about HTTP.
+//!
+//! - [`decode`]: bodies as sent (`Content-Encoding` gzip, deflate, br, zstd), decompressed within
+//!   limits.
+
+pub mod decode;
 
 use serde_json::{Map, Value};
 

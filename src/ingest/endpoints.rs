@@ -11,9 +11,9 @@ use base64::Engine;
 use serde_json::json;
 
 use super::auth::{self, Credentials};
-use super::decode::{self, DecodeError};
 use super::validate;
 use crate::envelope;
+use crate::envelope::decode::{self, DecodeError};
 use crate::http::ApiError;
 use crate::server::AppState;
 use crate::spool::{Record, RecordKind, RecordMeta};

@@ -1,25 +1,29 @@
 //! Ingestion: the endpoints SDKs post to. Cheap checks, spool, answer — nothing more.
 //!
 //! - [`auth`]: the DSN key of a request (`X-Sentry-Auth`, `sentry_key`, envelope `dsn`).
-//! - [`decode`]: `Content-Encoding` bodies, decompressed within limits.
 //! - [`validate`]: size, item-count and JSON checks of an envelope's items.
 //! - [`keys`]: a short-lived per-node cache of DSN keys.
 //! - [`ratelimit`]: per-key rate limits.
 //! - [`endpoints`]: `/api/{project}/envelope/`, `/store/` and `/security/`.
 
 pub mod auth;
-pub mod decode;
 pub mod endpoints;
 pub mod keys;
 pub mod ratelimit;
 pub mod validate;
 
+use std::sync::Arc;
+
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Method};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use tokio::sync::Semaphore;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::http::ApiError;
 use crate::server::AppState;
 
 /// The ingest routes, with CORS for browser SDKs and the request body limit.
@@ -60,7 +64,20 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             .route(&format!("/api/{{project_id}}/{path}/"), handler.clone())
             .route(&format!("/api/{{project_id}}/{path}"), handler);
     }
+    let in_flight = Arc::new(Semaphore::new(state.limits.max_concurrent_requests.max(1)));
     router
         .layer(DefaultBodyLimit::max(state.limits.max_request_size))
+        .layer(middleware::from_fn_with_state(in_flight, shed_load))
         .layer(cors)
+}
+
+/// Bounds the requests being read and checked at once, so memory stays bounded however many
+/// clients connect: past the limit, SDKs are told to come back later (503 + `Retry-After`).
+async fn shed_load(State(in_flight): State<Arc<Semaphore>>, req: Request, next: Next) -> Response {
+    match in_flight.try_acquire() {
+        Ok(_permit) => next.run(req).await,
+        Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the service is overloaded")
+            .with_header(header::RETRY_AFTER, "5")
+            .into_response(),
+    }
 }
