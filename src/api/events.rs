@@ -18,7 +18,14 @@ async fn full(state: &AppState, e: &EventRecord) -> Result<Value, ApiError> {
         .store
         .event_neighbours(e.issue_id, e.timestamp, &e.event_id)
         .await?;
-    Ok(serialize::event(e, &issue.title, neighbours, None))
+    let report = state
+        .store
+        .issue_user_reports(e.issue_id)
+        .await?
+        .into_iter()
+        .find(|r| r.event_id.as_deref() == Some(e.event_id.as_str()))
+        .map(|r| serialize::user_report(&r, e.issue_id));
+    Ok(serialize::event(e, &issue.title, neighbours, report))
 }
 
 /// `GET /api/0/issues/{id}/events/`

@@ -49,12 +49,7 @@ pub fn apply(query: &str, filter: &mut IssueFilter, now: f64) {
                     }
                 });
             }
-            "user.email" | "user.id" | "user.username" | "user.ip" => {
-                let kind = key.trim_start_matches("user.");
-                filter
-                    .tags
-                    .push(("user".into(), format!("{kind}:{value}"), negated));
-            }
+            "user.ip_address" => filter.tags.push(("user.ip".into(), value, negated)),
             "browser" | "os" | "device" | "runtime"
                 if !value.contains(' ') && !value.ends_with('*') =>
             {

@@ -4,7 +4,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::digest::tags;
-use crate::store::{EventRecord, Issue, Project};
+use crate::store::{EventRecord, Issue, Project, UserReport};
 
 /// Unix seconds → ISO 8601 with milliseconds and `Z`.
 pub fn iso(ts: f64) -> String {
@@ -318,6 +318,19 @@ pub fn event(
         "nextEventID": neighbours.1,
         "crashFile": null,
         "_meta": {},
+    })
+}
+
+/// User feedback in Sentry's shape.
+pub fn user_report(r: &UserReport, issue_id: i64) -> Value {
+    json!({
+        "id": r.id.to_string(),
+        "eventID": r.event_id,
+        "name": r.name,
+        "email": r.email,
+        "comments": r.comments,
+        "dateCreated": iso(r.date_created),
+        "issue": {"id": issue_id.to_string()},
     })
 }
 

@@ -186,7 +186,11 @@ impl RecordContext<'_> {
                 .pointer("/contexts/trace/trace_id")
                 .and_then(Value::as_str)
                 .map(str::to_string),
-            tags: tags::event_tags(&event),
+            tags: {
+                let mut t = tags::event_tags(&event);
+                t.extend(tags::search_tags(&event));
+                t
+            },
             payload,
             size,
         });

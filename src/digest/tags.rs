@@ -123,6 +123,33 @@ pub fn user_key(event: &Value) -> Option<String> {
     })
 }
 
+/// Tag keys recorded only so that issues can be searched by them (`user.email:a@b`); the tag
+/// breakdowns do not show them.
+pub const SEARCH_ONLY: &[&str] = &["user.id", "user.email", "user.username", "user.ip"];
+
+/// One search-only tag per user field the event has (see [`SEARCH_ONLY`]).
+pub fn search_tags(event: &Value) -> Vec<(String, String)> {
+    let Some(user) = event.get("user") else {
+        return Vec::new();
+    };
+    [
+        ("id", "user.id"),
+        ("email", "user.email"),
+        ("username", "user.username"),
+        ("ip_address", "user.ip"),
+    ]
+    .into_iter()
+    .filter_map(|(field, key)| {
+        let value = match user.get(field)? {
+            Value::String(s) => clean_value(s)?,
+            Value::Number(n) => n.to_string(),
+            _ => return None,
+        };
+        Some((key.to_string(), value))
+    })
+    .collect()
+}
+
 /// Trimmed, newlines replaced by spaces, cut to 200 characters; `None` when empty.
 fn clean_value(value: &str) -> Option<String> {
     let value = value.trim();
@@ -147,6 +174,19 @@ fn clean_value(value: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_user_field_is_searchable() {
+        let event = serde_json::json!({"user": {"id": 7, "email": "a@b.c", "username": " "}});
+        assert_eq!(
+            search_tags(&event),
+            [
+                ("user.id".to_string(), "7".to_string()),
+                ("user.email".to_string(), "a@b.c".to_string())
+            ]
+        );
+        assert_eq!(user_key(&event).as_deref(), Some("id:7"));
+    }
     use serde_json::json;
 
     fn get<'t>(tags: &'t [(String, String)], key: &str) -> Option<&'t str> {

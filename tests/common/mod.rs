@@ -53,6 +53,11 @@ pub struct Server {
 impl Server {
     /// Starts the binary, waits for its "listening" line and sets up project, user and token.
     pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Like [`Server::start`], with extra `serve` options.
+    pub fn start_with(extra: &[&str]) -> Server {
         let data_dir = tempfile::Builder::new()
             .prefix("faultline-e2e-")
             .tempdir()
@@ -63,6 +68,7 @@ impl Server {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(data_dir.path())
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
