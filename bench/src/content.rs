@@ -224,7 +224,7 @@ fn code_line(r: &mut Rng, indent: usize) -> String {
         7 => format!("{a}[\"{n}_{}\"] = {b}.get(\"{}\", {})", r.pick(ADJS), r.pick(NOUNS), r.int(0, 500)),
         8 => format!("{a} = await client.{v}(\"/v{}/{n}s/\", json={b}.as_dict())", r.int(1, 3)),
         9 => format!("# {v} the {} {n} before we {} the {b}", r.pick(ADJS), r.pick(VERBS)),
-        10 => format!("self.{a} = {}({b}, {n}={a}, cache_ttl={})", title(*r.pick(NOUNS)), r.int(10, 3600)),
+        10 => format!("self.{a} = {}({b}, {n}={a}, cache_ttl={})", title(r.pick::<&str>(NOUNS)), r.int(10, 3600)),
         _ => format!("assert {a} is not None, \"{n} missing for {b} %s\" % {b}.pk"),
     };
     format!("{pad}{line}")
@@ -239,7 +239,7 @@ fn repr(r: &mut Rng, module: &str) -> String {
             "{{'id': {}, 'status': '{}', '{}': {}}}",
             r.int(1, 99999), r.pick(ADJS), r.pick(NOUNS), r.int(0, 999)
         ),
-        4 => format!("<QuerySet [<{}: {}>, <{}: {}>]>", title(*r.pick(NOUNS)), r.int(1, 9999), title(*r.pick(NOUNS)), r.int(1, 9999)),
+        4 => format!("<QuerySet [<{}: {}>, <{}: {}>]>", title(r.pick::<&str>(NOUNS)), r.int(1, 9999), title(r.pick::<&str>(NOUNS)), r.int(1, 9999)),
         5 => if r.chance(0.5) { "None".into() } else { "True".into() },
         _ => format!("datetime.datetime(2026, {}, {}, {}, {}, {}, tzinfo=<UTC>)", r.int(1, 12), r.int(1, 28), r.int(0, 23), r.int(0, 59), r.int(0, 59)),
     }
@@ -699,10 +699,8 @@ impl Corpus {
             let ev: Value = serde_json::from_slice(&payload[..len]).context("payload")?;
             ensure!(ev.get("event_id").is_none(), "variant {i}: payload has an event_id");
             let val = ev["exception"]["values"][0]["value"].as_str().context("exception value")?.to_string();
-            if let Some(g) = seen_values.insert(val, v.group) {
-                if g != v.group {
-                    bail!("variant {i}: two groups share an exception value");
-                }
+            if seen_values.insert(val, v.group).is_some_and(|g| g != v.group) {
+                bail!("variant {i}: two groups share an exception value");
             }
         }
         Ok(())

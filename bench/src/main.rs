@@ -225,9 +225,12 @@ pub struct Phase {
     pub server_cpu_load_s: Option<f64>,
     pub server_cpu_total_s: Option<f64>,
     pub total_s: f64,
-    /// CPU (cores, averaged over the load) used by processes other than the server and this
+    /// CPU (cores, averaged over the load) used by user processes other than the server and this
     /// client: other work on the machine that disturbs the measurement.
     pub other_cores_load: Option<f64>,
+    /// CPU (cores) of the kernel not charged to the server or client: irq/softirq (loopback TCP)
+    /// and kernel threads (ksoftirqd, writeback).
+    pub kernel_cores_load: Option<f64>,
 }
 
 pub async fn measure(
@@ -245,16 +248,20 @@ pub async fn measure(
     };
     let sampler = pid.map(procstat::RssSampler::start);
     let cpu0 = pid.and_then(procstat::cpu_s);
-    let machine0 = procstat::machine_busy_s();
+    let machine0 = procstat::machine_cpu();
     let start = Instant::now();
     let load = load::run(target, corpus, opts).await?;
     let load_end = Instant::now();
     let cpu_load = pid.and_then(procstat::cpu_s);
-    let machine1 = procstat::machine_busy_s();
+    let machine1 = procstat::machine_cpu();
+    let wall_s = load.wall.as_secs_f64();
+    let server = cpu0.zip(cpu_load).map(|(x, y)| y - x).unwrap_or(0.0);
     let other_cores_load = machine0.zip(machine1).map(|(a, b)| {
-        let server = cpu0.zip(cpu_load).map(|(x, y)| y - x).unwrap_or(0.0);
-        ((b - a - server - load.client_cpu_s) / load.wall.as_secs_f64()).max(0.0)
+        let kthreads = b.kthreads_s - a.kthreads_s;
+        ((b.tasks_s - a.tasks_s - kthreads - server - load.client_cpu_s) / wall_s).max(0.0)
     });
+    let kernel_cores_load =
+        machine0.zip(machine1).map(|(a, b)| (b.irq_s - a.irq_s + b.kthreads_s - a.kthreads_s) / wall_s);
     let digest = match verifier {
         Some(v) => Some(
             verify::wait(
@@ -297,6 +304,7 @@ pub async fn measure(
         server_cpu_total_s: cpu0.zip(cpu_end).map(|(a, b)| b - a),
         total_s: (end - start).as_secs_f64(),
         other_cores_load,
+        kernel_cores_load,
     })
 }
 
@@ -331,7 +339,8 @@ impl Phase {
             100.0 * l.client_cpu_s / l.wall.as_secs_f64()
         );
         if let Some(o) = self.other_cores_load {
-            s += &format!("  other processes on the machine used {:.0}% CPU during the load{}\n", 100.0 * o,
+            s += &format!("  kernel (irq/softirq, kernel threads) {:.0}% CPU; other processes on the machine {:.0}% CPU during the load{}\n",
+                100.0 * self.kernel_cores_load.unwrap_or(0.0), 100.0 * o,
                 if o > 0.15 { " (NOISY: results disturbed)" } else { "" });
         }
         for (k, b) in &l.error_bodies {
@@ -391,6 +400,7 @@ impl Phase {
             "latency_ms": {"p50": round2(l.ms(0.5)), "p90": round2(l.ms(0.9)), "p99": round2(l.ms(0.99)), "max": round2(l.max_ms())},
             "client_cpu_pct": round1(100.0 * l.client_cpu_s / l.wall.as_secs_f64()),
             "other_processes_cpu_pct": self.other_cores_load.map(|o| round1(100.0 * o)),
+            "kernel_irq_kthreads_cpu_pct": self.kernel_cores_load.map(|o| round1(100.0 * o)),
         });
         if let Some(g) = &self.digest {
             j["baseline_count"] = json!(self.baseline);

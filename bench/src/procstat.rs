@@ -63,21 +63,43 @@ impl RssSampler {
 
 /// Busy CPU time of the whole machine (all cores, all processes) since boot, in seconds.
 pub fn machine_busy_s() -> Option<f64> {
+    machine_cpu().map(|m| m.tasks_s + m.irq_s)
+}
+
+/// Machine-wide CPU seconds since boot, split by who used them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MachineCpu {
+    /// user + nice + system of all tasks (kernel threads included).
+    pub tasks_s: f64,
+    /// irq + softirq + steal: interrupt work not charged to any task (loopback TCP runs here).
+    pub irq_s: f64,
+    /// utime + stime of kernel threads (children of kthreadd: ksoftirqd, kworker writeback, …).
+    pub kthreads_s: f64,
+}
+
+pub fn machine_cpu() -> Option<MachineCpu> {
     let s = std::fs::read_to_string("/proc/stat").ok()?;
     let line = s.lines().next()?;
     let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
     // user nice system idle iowait irq softirq steal
-    let busy = v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)? + v.get(7).copied().unwrap_or(0);
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Some(busy as f64 / hz)
-}
-
-/// Cores busy on average over `window` (all processes).
-pub fn machine_busy_cores(window: Duration) -> f64 {
-    let a = machine_busy_s().unwrap_or(0.0);
-    std::thread::sleep(window);
-    let b = machine_busy_s().unwrap_or(0.0);
-    (b - a) / window.as_secs_f64()
+    let tasks = v.first()? + v.get(1)? + v.get(2)?;
+    let irq = v.get(5)? + v.get(6)? + v.get(7).copied().unwrap_or(0);
+    let mut kt = 0u64;
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
+            let Ok(st) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            let Some((_, rest)) = st.rsplit_once(')') else { continue };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            if f.get(1) == Some(&"2") || pid == "2" {
+                kt += f.get(11).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)
+                    + f.get(12).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
+    }
+    Some(MachineCpu { tasks_s: tasks as f64 / hz, irq_s: irq as f64 / hz, kthreads_s: kt as f64 / hz })
 }
 
 pub fn loadavg() -> String {

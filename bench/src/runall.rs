@@ -63,20 +63,34 @@ pub struct RunAllArgs {
     wait_quiet: f64,
 }
 
-/// Waits until the machine is quiet (see `--wait-quiet`); returns the busy cores last measured.
-fn wait_quiet(max: f64, what: &str) -> f64 {
+/// Waits until the machine is quiet (see `--wait-quiet`): CPU used by processes other than the
+/// server (`pid`) and this client. Returns (other busy cores last measured, server cores then).
+fn wait_quiet(max: f64, what: &str, pid: Option<u32>) -> (f64, f64) {
     let t = Instant::now();
     let mut warned = false;
     loop {
-        let busy = procstat::machine_busy_cores(Duration::from_secs(2));
+        let m0 = procstat::machine_busy_s().unwrap_or(0.0);
+        let s0 = pid.and_then(procstat::cpu_s).unwrap_or(0.0);
+        let c0 = crate::load::cpu_self_s();
+        std::thread::sleep(Duration::from_secs(2));
+        let server = (pid.and_then(procstat::cpu_s).unwrap_or(0.0) - s0) / 2.0;
+        let me = (crate::load::cpu_self_s() - c0) / 2.0;
+        let busy = ((procstat::machine_busy_s().unwrap_or(0.0) - m0) / 2.0 - server - me).max(0.0);
         if busy < 0.15 || t.elapsed().as_secs_f64() >= max {
             if busy >= 0.15 && max > 0.0 {
                 eprintln!("   machine still busy ({:.0}% CPU used by others) after {max}s: running {what} anyway", busy * 100.0);
             }
-            return busy;
+            if server > 0.05 {
+                eprintln!("   note: the server itself used {:.0}% CPU while idle before {what}", server * 100.0);
+            }
+            return (busy, server);
         }
         if !warned {
-            eprintln!("   machine busy ({:.0}% CPU, load avg {}): waiting up to {max}s before {what}", busy * 100.0, procstat::loadavg());
+            eprintln!(
+                "   machine busy ({:.0}% CPU by other processes, load avg {}): waiting up to {max}s before {what}",
+                busy * 100.0,
+                procstat::loadavg()
+            );
             warned = true;
         }
     }
@@ -120,6 +134,8 @@ impl Drop for Proc {
     }
 }
 
+type Lines = Arc<Mutex<Vec<String>>>;
+
 /// Spawns `cmd` (stdout piped), waits for a stdout line containing `marker` followed by a URL
 /// (`http://…`), keeps draining stdout into `lines`.
 fn spawn_listening(
@@ -127,7 +143,7 @@ fn spawn_listening(
     name: &str,
     marker: &str,
     timeout: Duration,
-) -> anyhow::Result<(Proc, String, Arc<Mutex<Vec<String>>>)> {
+) -> anyhow::Result<(Proc, String, Lines)> {
     cmd.stdout(Stdio::piped()).stdin(Stdio::null());
     let mut child = cmd.spawn().with_context(|| format!("cannot start {name}"))?;
     let stdout = child.stdout.take().unwrap();
@@ -140,12 +156,13 @@ fn spawn_listening(
         let mut sent = false;
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if !sent && line.contains(&m) {
-                if let Some(i) = line.find("http://") {
-                    let url = line[i..].split_whitespace().next().unwrap_or("").to_string();
-                    let _ = tx.send(url);
-                    sent = true;
-                }
+            if !sent
+                && line.contains(&m)
+                && let Some(i) = line.find("http://")
+            {
+                let url = line[i..].split_whitespace().next().unwrap_or("").to_string();
+                let _ = tx.send(url);
+                sent = true;
             }
             l2.lock().unwrap().push(line);
         }
@@ -182,8 +199,7 @@ fn cli(faultline: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .last()
+        .rfind(|l| !l.is_empty())
         .unwrap_or_default()
         .to_string())
 }
@@ -263,7 +279,7 @@ pub async fn run(a: RunAllArgs) -> anyhow::Result<()> {
 
     // ---------------------------------------------------------------- 1. null-server ceiling
     let mut quiet = Vec::new();
-    quiet.push(wait_quiet(a.wait_quiet, "the null-server run"));
+    quiet.push(wait_quiet(a.wait_quiet, "the null-server run", None));
     eprintln!("== null server: ceiling, closed loop {}s, {} connections", a.null_duration, a.concurrency);
     let mut c = Command::new(&me);
     c.args(["null-server", "--listen", "127.0.0.1:0"]);
@@ -328,14 +344,14 @@ pub async fn run(a: RunAllArgs) -> anyhow::Result<()> {
 
     // ---------------------------------------------------------------- 3. max throughput
     eprintln!("== faultline: max throughput, closed loop {}s, {} connections", a.max_duration, a.concurrency);
-    quiet.push(wait_quiet(a.wait_quiet, "the max-throughput run"));
+    quiet.push(wait_quiet(a.wait_quiet, "the max-throughput run", Some(pid)));
     let max = measure("Faultline max throughput", &target, corpus.clone(), &opts(None, a.max_duration, true), Some(&verifier), Some(pid), &a.digest).await?;
     eprint!("{}", max.human());
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // ---------------------------------------------------------------- 4. fixed rate
     eprintln!("== faultline: open loop {}/s for {}s, {} connections", a.rate, a.rate_duration, a.concurrency);
-    quiet.push(wait_quiet(a.wait_quiet, "the fixed-rate run"));
+    quiet.push(wait_quiet(a.wait_quiet, "the fixed-rate run", Some(pid)));
     let fixed = measure(&format!("Faultline {}/s", a.rate), &target, corpus.clone(), &opts(Some(a.rate), a.rate_duration, true), Some(&verifier), Some(pid), &a.digest).await?;
     eprint!("{}", fixed.human());
 
@@ -346,6 +362,25 @@ pub async fn run(a: RunAllArgs) -> anyhow::Result<()> {
     drop(server);
     let (levels, log_examples, log_lines) = scan_log(&log_path);
     let data_bytes = dir_size(&data_dir);
+    let mut parts: Vec<(String, u64)> = std::fs::read_dir(&data_dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    let p = e.path();
+                    let size = if p.is_dir() { dir_size(&p) } else { e.metadata().map(|m| m.len()).unwrap_or(0) };
+                    (e.file_name().to_string_lossy().into_owned(), size)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    parts.sort_by_key(|p| std::cmp::Reverse(p.1));
+    let parts_str = parts
+        .iter()
+        .filter(|p| p.1 >= 1 << 20)
+        .map(|(n, b)| format!("{n} {:.1}", *b as f64 / 1048576.0))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let accepted_total = max.load.accepted + fixed.load.accepted;
     // The first-start bootstrap prints a throwaway admin password: keep it out of the report.
     let stdout_lines: Vec<String> = server_stdout
         .lock()
@@ -403,10 +438,12 @@ pub async fn run(a: RunAllArgs) -> anyhow::Result<()> {
     md += &row("server peak RSS (MiB, 100 ms samples)", &|p| mib(p.peak_rss_kib));
     md += &row("server CPU during load", &|p| p.server_cpu_load_s.map(|c| format!("{:.0}%", 100.0 * c / p.load.wall.as_secs_f64())).unwrap_or_else(|| "–".into()));
     md += &row("server CPU load+digestion", &|p| p.server_cpu_total_s.map(|c| format!("{:.0}%", 100.0 * c / p.total_s)).unwrap_or_else(|| "–".into()));
+    md += &row("kernel CPU during load (irq/softirq, kernel threads)", &|p| p.kernel_cores_load.map(|o| format!("{:.0}%", 100.0 * o)).unwrap_or_else(|| "–".into()));
     md += &row("other processes' CPU during load (noise)", &|p| p.other_cores_load.map(|o| format!("{:.0}%", 100.0 * o)).unwrap_or_else(|| "–".into()));
     md += &row("client CPU", &|p| format!("{:.0}%", 100.0 * p.load.client_cpu_s / p.load.wall.as_secs_f64()));
-    md += &row("accepted/s ÷ ceiling", &|p| pct(Some(p.load.accepted_per_s() / ceiling)));
-    md += &row("digested/s ÷ ceiling", &|p| pct(ratio(p.digested_per_s)));
+    let closed = |p: &Phase, x: Option<f64>| if p.opts.rate.is_some() { "n/a (rate-limited by the client)".to_string() } else { pct(x) };
+    md += &row("accepted/s ÷ null ceiling", &|p| closed(p, Some(p.load.accepted_per_s() / ceiling)));
+    md += &row("digested/s ÷ null ceiling", &|p| closed(p, ratio(p.digested_per_s)));
 
     md += "\n| Faultline | value |\n|---|---:|\n";
     md += &format!("| startup until listening (s) | {startup_s:.2} |\n");
@@ -415,10 +452,19 @@ pub async fn run(a: RunAllArgs) -> anyhow::Result<()> {
     md += &format!("| peak RSS, fixed-rate run (MiB) | {} |\n", mib(fixed.peak_rss_kib));
     md += &format!("| VmHWM at the end (MiB) | {} |\n", mib(hwm_end));
     md += &format!("| server CPU time, whole run (s) | {} |\n", f2(server_cpu_total));
+    md += &format!(
+        "| server CPU while idle before the max / fixed-rate runs | {:.0}% / {:.0}% |\n",
+        100.0 * quiet.get(1).map_or(0.0, |q| q.1),
+        100.0 * quiet.get(2).map_or(0.0, |q| q.1)
+    );
     md += &format!("| **accepted/s ÷ null ceiling** (max run) | **{}** |\n", pct(Some(max.load.accepted_per_s() / ceiling)));
     md += &format!("| **digested/s ÷ null ceiling** (max run) | **{}** |\n", pct(ratio(max.digested_per_s)));
     md += &format!("| fixed-rate run: achieved / target rate | {} |\n", pct(Some(fixed.load.accepted_per_s() / a.rate)));
-    md += &format!("| data dir after the run (MiB) | {:.1} |\n", data_bytes as f64 / 1048576.0);
+    md += &format!(
+        "| data dir after the run (MiB) | {:.1} ({parts_str}); {:.1} KiB per accepted event |\n",
+        data_bytes as f64 / 1048576.0,
+        data_bytes as f64 / 1024.0 / accepted_total.max(1) as f64
+    );
     md += &format!("| graceful shutdown (SIGTERM) | {} in {stop_s:.2}s ({exit}) |\n", if graceful { "yes" } else { "**no, killed**" });
     md += &format!(
         "| server stderr lines by level | {} |\n",
@@ -471,11 +517,13 @@ pub async fn run(a: RunAllArgs) -> anyhow::Result<()> {
         "accepted_ratio_vs_null": max.load.accepted_per_s() / ceiling,
         "digested_ratio_vs_null": ratio(max.digested_per_s),
         "data_dir_mib": round1(data_bytes as f64 / 1048576.0),
+        "data_dir_parts_mib": parts.iter().map(|(n, b)| (n.clone(), json!(round1(*b as f64 / 1048576.0)))).collect::<serde_json::Map<_, _>>(),
         "graceful_shutdown": graceful,
         "shutdown_s": round2(stop_s),
         "server_log_levels": levels,
         "server_stdout": stdout_lines,
-        "machine_busy_cores_before_runs": quiet.iter().map(|q| round2(*q)).collect::<Vec<_>>(),
+        "other_busy_cores_before_runs": quiet.iter().map(|q| round2(q.0)).collect::<Vec<_>>(),
+        "server_cores_before_runs": quiet.iter().map(|q| round2(q.1)).collect::<Vec<_>>(),
     });
     let line = serde_json::to_string(&j)?;
     println!("{line}");
