@@ -157,7 +157,7 @@ impl RecordContext<'_> {
         let str_of = |k: &str| event.get(k).and_then(Value::as_str).map(str::to_string);
         let payload = serde_json::to_vec(&event).unwrap_or_default();
         let size = payload.len() as i64;
-        let payload = zstd::encode_all(&payload[..], 1).unwrap_or_default();
+        let payload = compress(&payload);
         batch.events.push(NewEvent {
             project_id: self.project_id,
             event_id: str_of("event_id").unwrap_or_default(),
@@ -373,6 +373,20 @@ impl RecordContext<'_> {
             }
         }
     }
+}
+
+thread_local! {
+    /// One compression context per digest thread: creating one per event costs more than
+    /// compressing a typical event.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        std::cell::RefCell::new(zstd::bulk::Compressor::new(-1).ok());
+}
+
+/// The stored form of an event's JSON: a zstd frame (read back with `zstd::decode_all`).
+fn compress(json: &[u8]) -> Vec<u8> {
+    COMPRESSOR
+        .with(|c| c.borrow_mut().as_mut().and_then(|c| c.compress(json).ok()))
+        .unwrap_or_else(|| zstd::encode_all(json, 1).unwrap_or_default())
 }
 
 fn hour_of(ts: f64) -> i64 {

@@ -7,15 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Limits;
-use crate::spool::Spool;
+use crate::spool::{Position, Record, Spool};
 use crate::store::{DigestBatch, Store};
 
 use super::process;
 
 /// Records per batch: large enough to share a transaction's cost, small enough to keep the
 /// latency from acknowledgement to visibility low.
-const BATCH_RECORDS: usize = 2000;
-const BATCH_BYTES: usize = 32 * 1024 * 1024;
+const BATCH_RECORDS: usize = 1000;
+const BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// Below this many records a batch is processed on one thread.
+const PARALLEL_FROM: usize = 64;
 
 pub struct Worker {
     pub store: Arc<dyn Store>,
@@ -47,16 +49,10 @@ pub async fn run(w: Worker) {
         let joined = tokio::task::spawn_blocking(move || {
             let records = r.read(end, BATCH_RECORDS, BATCH_BYTES);
             let batch = records.map(|records| {
-                let mut batch = DigestBatch {
-                    node_id,
-                    position: r.position(),
-                    ..Default::default()
-                };
-                let n = records.len();
-                for (record, _) in records {
-                    process::record(&record, &limits, &mut batch);
-                }
-                (n, batch)
+                let mut batch = process_parallel(&records, &limits);
+                batch.node_id = node_id;
+                batch.position = r.position();
+                (records.len(), Arc::new(batch))
             });
             let consumed = r.take_consumed();
             (r, batch, consumed)
@@ -106,6 +102,48 @@ pub async fn run(w: Worker) {
         w.spool.mark_digested(consumed);
         w.spool.remove_before(position);
     }
+}
+
+/// Processes records on every core: parsing, normalizing and compressing events is the costly
+/// part of digestion, and records are independent. The result keeps the records' order.
+fn process_parallel(records: &[(Record, Position)], limits: &Limits) -> DigestBatch {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    if threads < 2 || records.len() < PARALLEL_FROM {
+        let mut batch = DigestBatch::default();
+        for (record, _) in records {
+            process::record(record, limits, &mut batch);
+        }
+        return batch;
+    }
+    let chunk = records.len().div_ceil(threads);
+    let parts: Vec<DigestBatch> = std::thread::scope(|scope| {
+        let handles: Vec<_> = records
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut batch = DigestBatch::default();
+                    for (record, _) in part {
+                        process::record(record, limits, &mut batch);
+                    }
+                    batch
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut batch = DigestBatch::default();
+    for part in parts {
+        batch.events.extend(part.events);
+        batch.attachments.extend(part.attachments);
+        batch.user_reports.extend(part.user_reports);
+        batch.sessions.extend(part.sessions);
+        batch.session_users.extend(part.session_users);
+        batch.outcomes.extend(part.outcomes);
+    }
+    batch
 }
 
 /// Evicts old events every `every`, per project settings or the server defaults

@@ -25,7 +25,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// Segments are rotated once they grow past this size.
 const SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
 /// Most requests covered by one sync.
-const MAX_BATCH: usize = 4096;
+const MAX_BATCH: usize = 1024;
+/// Requests waiting for the writer; past this, appends wait (bounding memory).
+const QUEUE: usize = 1024;
 const RECORD_HEADER: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
@@ -146,7 +148,7 @@ impl Spool {
         let file = create_segment(dir, segment)?;
         let start = Position { segment, offset: 0 };
         let (durable_tx, durable) = watch::channel(start);
-        let (tx, rx) = mpsc::channel(MAX_BATCH * 2);
+        let (tx, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(Stats::default());
         stats.written.store(pending, Ordering::Relaxed);
         let writer = Writer {

@@ -382,7 +382,7 @@ pub trait Store: Send + Sync {
 
     // --- digestion ---
     /// Stores a digested batch and the spool position it reached, atomically.
-    async fn save_batch(&self, batch: DigestBatch) -> StoreResult<DigestResult>;
+    async fn save_batch(&self, batch: Arc<DigestBatch>) -> StoreResult<DigestResult>;
     /// Total stored events (for tests and benchmarks).
     async fn count_events(&self, project_id: Option<i64>) -> StoreResult<i64>;
     /// Evicts events beyond a project's cap or age; returns how many were removed.

@@ -48,7 +48,7 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -16000;",
+         PRAGMA cache_size = -4000;",
     )?;
     Ok(conn)
 }
@@ -567,7 +567,7 @@ impl Store for Sqlite {
         .await
     }
 
-    async fn save_batch(&self, batch: DigestBatch) -> StoreResult<DigestResult> {
+    async fn save_batch(&self, batch: Arc<DigestBatch>) -> StoreResult<DigestResult> {
         self.write(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let result = save_batch(&tx, batch)?;
@@ -987,7 +987,7 @@ struct IssueDelta {
     first_release: Option<String>,
 }
 
-fn save_batch(tx: &rusqlite::Transaction, batch: DigestBatch) -> StoreResult<DigestResult> {
+fn save_batch(tx: &rusqlite::Transaction, batch: Arc<DigestBatch>) -> StoreResult<DigestResult> {
     let mut result = DigestResult::default();
     let mut hash_cache: HashMap<(i64, String), i64> = HashMap::new();
     let mut seen_ids: HashSet<(i64, String)> = HashSet::new();
@@ -1023,7 +1023,7 @@ fn save_batch(tx: &rusqlite::Transaction, batch: DigestBatch) -> StoreResult<Dig
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
 
-    for ev in batch.events {
+    for ev in &batch.events {
         let id_key = (ev.project_id, ev.event_id.clone());
         if seen_ids.contains(&id_key)
             || exists
@@ -1113,15 +1113,17 @@ fn save_batch(tx: &rusqlite::Transaction, batch: DigestBatch) -> StoreResult<Dig
         if d.first_release.is_none() {
             d.first_release = ev.release.clone();
         }
-        if let Some(user) = ev.user_key {
-            users.insert((issue_id, user));
+        if let Some(user) = &ev.user_key {
+            users.insert((issue_id, user.clone()));
         }
         let hour = (ev.timestamp as i64).div_euclid(3600) * 3600;
         *hourly.entry((issue_id, hour)).or_default() += 1;
-        for (k, v) in ev.tags {
-            let e = tags
-                .entry((issue_id, k, v))
-                .or_insert((0, ev.timestamp, ev.timestamp));
+        for (k, v) in &ev.tags {
+            let e = tags.entry((issue_id, k.clone(), v.clone())).or_insert((
+                0,
+                ev.timestamp,
+                ev.timestamp,
+            ));
             e.0 += 1;
             e.1 = e.1.min(ev.timestamp);
             e.2 = e.2.max(ev.timestamp);
@@ -1178,7 +1180,7 @@ fn save_batch(tx: &rusqlite::Transaction, batch: DigestBatch) -> StoreResult<Dig
         "INSERT INTO attachments (project_id, event_id, filename, content_type, attachment_type, \
          size, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
-    for a in batch.attachments {
+    for a in &batch.attachments {
         add_attachment.execute(params![
             a.project_id,
             a.event_id,
@@ -1193,7 +1195,7 @@ fn save_batch(tx: &rusqlite::Transaction, batch: DigestBatch) -> StoreResult<Dig
         "INSERT INTO user_reports (project_id, event_id, name, email, comments, date_created) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
-    for r in batch.user_reports {
+    for r in &batch.user_reports {
         add_report.execute(params![
             r.project_id,
             r.event_id,
@@ -1211,7 +1213,7 @@ fn save_batch(tx: &rusqlite::Transaction, batch: DigestBatch) -> StoreResult<Dig
          errored = errored + excluded.errored, crashed = crashed + excluded.crashed, \
          abnormal = abnormal + excluded.abnormal, unhandled = unhandled + excluded.unhandled",
     )?;
-    for s in batch.sessions {
+    for s in &batch.sessions {
         add_sessions.execute(params![
             s.project_id,
             s.release,
@@ -1230,7 +1232,7 @@ fn save_batch(tx: &rusqlite::Transaction, batch: DigestBatch) -> StoreResult<Dig
          VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (project_id, release, environment, did) \
          DO UPDATE SET crashed = max(crashed, excluded.crashed)",
     )?;
-    for u in batch.session_users {
+    for u in &batch.session_users {
         add_session_user.execute(params![
             u.project_id,
             u.release,
@@ -1244,7 +1246,7 @@ fn save_batch(tx: &rusqlite::Transaction, batch: DigestBatch) -> StoreResult<Dig
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (project_id, hour, source, category, reason) \
          DO UPDATE SET quantity = quantity + excluded.quantity",
     )?;
-    for o in batch.outcomes {
+    for o in &batch.outcomes {
         add_outcome.execute(params![
             o.project_id,
             o.hour,
