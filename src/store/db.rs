@@ -58,10 +58,10 @@ impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
     }
 }
 
-/// Builds a `Vec<SqlValue>` from expressions of convertible types.
+/// Builds an array of `SqlValue`s from expressions of convertible types.
 #[macro_export]
 macro_rules! sql_params {
-    ($($v:expr),* $(,)?) => { vec![$($crate::store::db::SqlValue::from($v)),*] };
+    ($($v:expr),* $(,)?) => { [$($crate::store::db::SqlValue::from($v)),*] };
 }
 
 /// One result row.

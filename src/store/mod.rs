@@ -1,12 +1,14 @@
 //! Storage: the one interface every backend implements, and the records it speaks in.
 //!
 //! - [`Store`]: the domain-shaped trait (users, projects, keys, digest batches, issues, events).
-//! - [`sqlite`]: the embedded default backend (WAL, one writer connection, a few readers).
+//! - [`sql`]: its one implementation, in SQL both engines run.
+//! - [`db`]: the seam to an engine: values, rows, connections, transactions.
+//! - [`sqlite`]: the embedded default engine (WAL, one writer connection, a few readers).
 //!
-//! Handlers hold an `Arc<dyn Store>`; the database URL picks the backend at start
-//! ([`open`]). SQL is written with numbered `?N` placeholders, which both SQLite and (after a
-//! mechanical `?N` → `$N` rewrite) PostgreSQL understand.
+//! Handlers hold an `Arc<dyn Store>`; the database URL picks the engine at start ([`open`]).
 
+pub mod db;
+pub mod sql;
 pub mod sqlite;
 
 use std::collections::HashMap;
@@ -32,7 +34,8 @@ pub enum StoreError {
 /// Opens the backend named by `url` and brings its schema up to date.
 pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
-        Ok(Arc::new(sqlite::Sqlite::open(path.as_ref()).await?))
+        let engine = sqlite::Sqlite::open(path.as_ref()).await?;
+        Ok(Arc::new(sql::SqlStore::new(engine)))
     } else {
         Err(StoreError::Other(format!(
             "unsupported database URL {url:?}: expected sqlite://PATH"

@@ -1,0 +1,1131 @@
+//! The storage interface implemented once, in SQL that SQLite and PostgreSQL both run.
+//!
+//! [`SqlStore`] turns every [`Store`] call into statements on a [`Backend`]'s connection. The
+//! statements use numbered `?N` placeholders and only syntax both engines share
+//! (`ON CONFLICT … DO UPDATE`, `RETURNING`, `CASE` instead of the scalar `min`/`max` that only
+//! SQLite has, integers for booleans). What differs lives in the engines' own files: connection
+//! handling, migrations, and the per-fingerprint lock that makes grouping race-free when several
+//! nodes write to one PostgreSQL database.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::db::{Backend, Conn, Row, SqlValue};
+use super::*;
+use crate::sql_params;
+
+/// The one [`Store`] implementation, over any [`Backend`].
+pub struct SqlStore<B: Backend> {
+    backend: B,
+}
+
+impl<B: Backend> SqlStore<B> {
+    pub fn new(backend: B) -> SqlStore<B> {
+        SqlStore { backend }
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Conn) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        self.backend.read(f).await
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Conn) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        self.backend.transaction(f).await
+    }
+}
+
+fn now() -> f64 {
+    chrono::Utc::now().timestamp_micros() as f64 / 1e6
+}
+
+fn all<T>(rows: Vec<Row>, f: impl Fn(&Row) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+    rows.iter().map(f).collect()
+}
+
+const USER_COLS: &str = "id, email, password_hash, is_superuser";
+fn user_row(r: &Row) -> StoreResult<User> {
+    Ok(User {
+        id: r.int(0)?,
+        email: r.text(1)?,
+        password_hash: r.text(2)?,
+        is_superuser: r.bool(3)?,
+    })
+}
+
+const ORG_COLS: &str = "o.id, o.slug, o.name, o.date_created";
+fn org_row(r: &Row) -> StoreResult<Organization> {
+    Ok(Organization {
+        id: r.int(0)?,
+        slug: r.text(1)?,
+        name: r.text(2)?,
+        date_created: r.real(3)?,
+    })
+}
+
+const PROJECT_SELECT: &str = "SELECT p.id, p.org_id, o.slug, p.slug, p.name, p.platform, \
+     p.date_created, p.retention_max_events, p.retention_days \
+     FROM projects p JOIN organizations o ON o.id = p.org_id";
+fn project_row(r: &Row) -> StoreResult<Project> {
+    Ok(Project {
+        id: r.int(0)?,
+        org_id: r.int(1)?,
+        org_slug: r.text(2)?,
+        slug: r.text(3)?,
+        name: r.text(4)?,
+        platform: r.opt_text(5)?,
+        date_created: r.real(6)?,
+        retention_max_events: r.opt_int(7)?,
+        retention_days: r.opt_int(8)?,
+    })
+}
+
+const KEY_COLS: &str = "id, project_id, public_key, label, is_active, rate_limit_count, \
+     rate_limit_window, date_created";
+fn key_row(r: &Row) -> StoreResult<ProjectKey> {
+    Ok(ProjectKey {
+        id: r.int(0)?,
+        project_id: r.int(1)?,
+        public_key: r.text(2)?,
+        label: r.text(3)?,
+        is_active: r.bool(4)?,
+        rate_limit_count: r.opt_int(5)?,
+        rate_limit_window: r.opt_int(6)?,
+        date_created: r.real(7)?,
+    })
+}
+
+const ISSUE_COLS: &str = "i.id, i.project_id, i.short_id, i.title, i.culprit, i.level, \
+     i.issue_type, i.metadata, i.platform, i.logger, i.status, i.is_regression, i.first_seen, \
+     i.last_seen, i.times_seen, i.user_count, i.first_release, i.last_release";
+fn issue_row(r: &Row) -> StoreResult<Issue> {
+    Ok(Issue {
+        id: r.int(0)?,
+        project_id: r.int(1)?,
+        short_id: r.int(2)?,
+        title: r.text(3)?,
+        culprit: r.text(4)?,
+        level: r.text(5)?,
+        issue_type: r.text(6)?,
+        metadata: serde_json::from_str(&r.text(7)?).unwrap_or(Value::Null),
+        platform: r.text(8)?,
+        logger: r.opt_text(9)?,
+        status: r.text(10)?,
+        is_regression: r.bool(11)?,
+        first_seen: r.real(12)?,
+        last_seen: r.real(13)?,
+        times_seen: r.int(14)?,
+        user_count: r.int(15)?,
+        first_release: r.opt_text(16)?,
+        last_release: r.opt_text(17)?,
+    })
+}
+
+const EVENT_COLS: &str =
+    "e.project_id, e.event_id, e.issue_id, e.timestamp, e.received, e.size, e.grouping, e.payload";
+fn event_row(r: &Row) -> StoreResult<EventRecord> {
+    Ok(EventRecord {
+        project_id: r.int(0)?,
+        event_id: r.text(1)?,
+        issue_id: r.int(2)?,
+        timestamp: r.real(3)?,
+        received: r.real(4)?,
+        size: r.int(5)?,
+        grouping: serde_json::from_str(&r.text(6)?).unwrap_or(Value::Null),
+        payload: decode_payload(&r.blob(7)?),
+    })
+}
+
+/// Decompresses and parses a stored event payload.
+pub fn decode_payload(data: &[u8]) -> Value {
+    zstd::decode_all(data)
+        .ok()
+        .and_then(|raw| serde_json::from_slice(&raw).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn tag_value_row(r: &Row) -> StoreResult<TagValue> {
+    Ok(TagValue {
+        key: r.text(0)?,
+        value: r.text(1)?,
+        count: r.int(2)?,
+        first_seen: r.real(3)?,
+        last_seen: r.real(4)?,
+    })
+}
+
+/// `?{start}, ?{start+1}, …` for `n` values.
+fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[async_trait]
+impl<B: Backend> Store for SqlStore<B> {
+    async fn healthy(&self) -> bool {
+        self.backend.healthy().await
+    }
+
+    async fn spool_position(&self, node_id: &str) -> StoreResult<Position> {
+        let node_id = node_id.to_string();
+        self.read(move |c| {
+            let row = c.query_opt(
+                "SELECT segment, \"offset\" FROM spool_cursor WHERE node_id = ?1",
+                &sql_params![node_id],
+            )?;
+            Ok(match row {
+                Some(r) => Position {
+                    segment: r.int(0)?.max(0) as u64,
+                    offset: r.int(1)?.max(0) as u64,
+                },
+                None => Position::default(),
+            })
+        })
+        .await
+    }
+
+    async fn count_users(&self) -> StoreResult<i64> {
+        self.read(|c| c.query_one("SELECT count(*) FROM users", &[])?.int(0))
+            .await
+    }
+
+    async fn create_user(
+        &self,
+        email: &str,
+        password_hash: &str,
+        superuser: bool,
+    ) -> StoreResult<User> {
+        let params = sql_params![email, password_hash, superuser, now()];
+        self.write(move |c| {
+            user_row(&c.query_one(
+                &format!(
+                    "INSERT INTO users (email, password_hash, is_superuser, date_created) \
+                     VALUES (?1, ?2, ?3, ?4) RETURNING {USER_COLS}"
+                ),
+                &params,
+            )?)
+        })
+        .await
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<User> {
+        let params = sql_params![email];
+        self.read(move |c| {
+            user_row(&c.query_one(
+                &format!("SELECT {USER_COLS} FROM users WHERE email = ?1"),
+                &params,
+            )?)
+        })
+        .await
+    }
+
+    async fn create_token(&self, user_id: i64, token_hash: &str, name: &str) -> StoreResult<()> {
+        let params = sql_params![user_id, token_hash, name, now()];
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO api_tokens (user_id, token_hash, name, date_created) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                &params,
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn user_by_token(&self, token_hash: &str) -> StoreResult<User> {
+        let params = sql_params![token_hash];
+        self.read(move |c| {
+            user_row(&c.query_one(
+                "SELECT u.id, u.email, u.password_hash, u.is_superuser FROM api_tokens t \
+                 JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?1",
+                &params,
+            )?)
+        })
+        .await
+    }
+
+    async fn ensure_organization(&self, slug: &str) -> StoreResult<Organization> {
+        let params = sql_params![slug, now()];
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO organizations (slug, name, date_created) VALUES (?1, ?1, ?2) \
+                 ON CONFLICT (slug) DO NOTHING",
+                &params,
+            )?;
+            org_row(&c.query_one(
+                &format!("SELECT {ORG_COLS} FROM organizations o WHERE o.slug = ?1"),
+                &params[..1],
+            )?)
+        })
+        .await
+    }
+
+    async fn organization(&self, slug: &str) -> StoreResult<Organization> {
+        let params = sql_params![slug];
+        self.read(move |c| {
+            org_row(&c.query_one(
+                &format!("SELECT {ORG_COLS} FROM organizations o WHERE o.slug = ?1"),
+                &params,
+            )?)
+        })
+        .await
+    }
+
+    async fn add_member(&self, org_id: i64, user_id: i64, role: &str) -> StoreResult<()> {
+        let params = sql_params![org_id, user_id, role];
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO org_members (org_id, user_id, role) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role",
+                &params,
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn organizations_for(&self, user: &User) -> StoreResult<Vec<Organization>> {
+        let (superuser, id) = (user.is_superuser, user.id);
+        self.read(move |c| {
+            let rows = if superuser {
+                c.query(
+                    &format!("SELECT {ORG_COLS} FROM organizations o ORDER BY o.slug"),
+                    &[],
+                )?
+            } else {
+                c.query(
+                    &format!(
+                        "SELECT {ORG_COLS} FROM organizations o JOIN org_members m \
+                         ON m.org_id = o.id AND m.user_id = ?1 ORDER BY o.slug"
+                    ),
+                    &sql_params![id],
+                )?
+            };
+            all(rows, org_row)
+        })
+        .await
+    }
+
+    async fn create_project(&self, org_id: i64, slug: &str, name: &str) -> StoreResult<Project> {
+        let params = sql_params![org_id, slug, name, now()];
+        self.write(move |c| {
+            let id = c
+                .query_one(
+                    "INSERT INTO projects (org_id, slug, name, date_created) \
+                     VALUES (?1, ?2, ?3, ?4) RETURNING id",
+                    &params,
+                )?
+                .int(0)?;
+            project_row(&c.query_one(
+                &format!("{PROJECT_SELECT} WHERE p.id = ?1"),
+                &sql_params![id],
+            )?)
+        })
+        .await
+    }
+
+    async fn project(&self, id: i64) -> StoreResult<Project> {
+        self.read(move |c| {
+            project_row(&c.query_one(
+                &format!("{PROJECT_SELECT} WHERE p.id = ?1"),
+                &sql_params![id],
+            )?)
+        })
+        .await
+    }
+
+    async fn project_by_slug(&self, org_slug: &str, slug: &str) -> StoreResult<Project> {
+        let params = sql_params![org_slug, slug];
+        self.read(move |c| {
+            project_row(&c.query_one(
+                &format!("{PROJECT_SELECT} WHERE o.slug = ?1 AND p.slug = ?2"),
+                &params,
+            )?)
+        })
+        .await
+    }
+
+    async fn all_projects(&self) -> StoreResult<Vec<Project>> {
+        self.read(|c| all(c.query(PROJECT_SELECT, &[])?, project_row))
+            .await
+    }
+
+    async fn projects_for(&self, user: &User) -> StoreResult<Vec<Project>> {
+        let (superuser, id) = (user.is_superuser, user.id);
+        self.read(move |c| {
+            let rows = if superuser {
+                c.query(&format!("{PROJECT_SELECT} ORDER BY o.slug, p.slug"), &[])?
+            } else {
+                c.query(
+                    &format!(
+                        "{PROJECT_SELECT} JOIN org_members m ON m.org_id = p.org_id \
+                         AND m.user_id = ?1 ORDER BY o.slug, p.slug"
+                    ),
+                    &sql_params![id],
+                )?
+            };
+            all(rows, project_row)
+        })
+        .await
+    }
+
+    async fn set_retention(
+        &self,
+        project_id: i64,
+        max_events: Option<i64>,
+        days: Option<i64>,
+    ) -> StoreResult<()> {
+        self.write(move |c| {
+            c.execute(
+                "UPDATE projects SET retention_max_events = ?2, retention_days = ?3 WHERE id = ?1",
+                &sql_params![project_id, max_events, days],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_key(
+        &self,
+        project_id: i64,
+        public_key: &str,
+        label: &str,
+    ) -> StoreResult<ProjectKey> {
+        let params = sql_params![project_id, public_key, label, now()];
+        self.write(move |c| {
+            key_row(&c.query_one(
+                &format!(
+                    "INSERT INTO project_keys (project_id, public_key, label, date_created) \
+                     VALUES (?1, ?2, ?3, ?4) RETURNING {KEY_COLS}"
+                ),
+                &params,
+            )?)
+        })
+        .await
+    }
+
+    async fn key_by_public(&self, public_key: &str) -> StoreResult<ProjectKey> {
+        let params = sql_params![public_key];
+        self.read(move |c| {
+            key_row(&c.query_one(
+                &format!("SELECT {KEY_COLS} FROM project_keys WHERE public_key = ?1"),
+                &params,
+            )?)
+        })
+        .await
+    }
+
+    async fn keys(&self, project_id: i64) -> StoreResult<Vec<ProjectKey>> {
+        self.read(move |c| {
+            all(
+                c.query(
+                    &format!(
+                        "SELECT {KEY_COLS} FROM project_keys WHERE project_id = ?1 ORDER BY id"
+                    ),
+                    &sql_params![project_id],
+                )?,
+                key_row,
+            )
+        })
+        .await
+    }
+
+    async fn update_key(
+        &self,
+        id: i64,
+        label: &str,
+        is_active: bool,
+        rate_limit: Option<(i64, i64)>,
+    ) -> StoreResult<ProjectKey> {
+        let params = sql_params![
+            id,
+            label,
+            is_active,
+            rate_limit.map(|r| r.0),
+            rate_limit.map(|r| r.1)
+        ];
+        self.write(move |c| {
+            key_row(&c.query_one(
+                &format!(
+                    "UPDATE project_keys SET label = ?2, is_active = ?3, rate_limit_count = ?4, \
+                     rate_limit_window = ?5 WHERE id = ?1 RETURNING {KEY_COLS}"
+                ),
+                &params,
+            )?)
+        })
+        .await
+    }
+
+    async fn save_batch(&self, batch: Arc<DigestBatch>) -> StoreResult<DigestResult> {
+        self.write(move |c| save_batch(c, &batch)).await
+    }
+
+    async fn count_events(&self, project_id: Option<i64>) -> StoreResult<i64> {
+        self.read(move |c| match project_id {
+            Some(p) => c
+                .query_one(
+                    "SELECT count(*) FROM events WHERE project_id = ?1",
+                    &sql_params![p],
+                )?
+                .int(0),
+            None => c.query_one("SELECT count(*) FROM events", &[])?.int(0),
+        })
+        .await
+    }
+
+    async fn enforce_retention(
+        &self,
+        project_id: i64,
+        max_events: Option<i64>,
+        min_timestamp: Option<f64>,
+    ) -> StoreResult<u64> {
+        self.write(move |c| {
+            let mut removed = 0;
+            if let Some(ts) = min_timestamp {
+                removed += c.execute(
+                    "DELETE FROM events WHERE project_id = ?1 AND timestamp < ?2",
+                    &sql_params![project_id, ts],
+                )?;
+            }
+            if let Some(max) = max_events {
+                // The oldest event that stays; everything older goes.
+                let keep = c.query_opt(
+                    "SELECT timestamp, id FROM events WHERE project_id = ?1 \
+                     ORDER BY timestamp DESC, id DESC LIMIT 1 OFFSET ?2",
+                    &sql_params![project_id, (max - 1).max(0)],
+                )?;
+                if let Some(keep) = keep.filter(|_| max > 0) {
+                    removed += c.execute(
+                        "DELETE FROM events WHERE project_id = ?1 AND \
+                         (timestamp < ?2 OR (timestamp = ?2 AND id < ?3))",
+                        &sql_params![project_id, keep.real(0)?, keep.int(1)?],
+                    )?;
+                }
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn list_issues(&self, filter: &IssueFilter) -> StoreResult<Vec<Issue>> {
+        let (sql, args) = issue_query(filter);
+        self.read(move |c| all(c.query(&sql, &args)?, issue_row))
+            .await
+    }
+
+    async fn issue(&self, id: i64) -> StoreResult<Issue> {
+        self.read(move |c| {
+            issue_row(&c.query_one(
+                &format!("SELECT {ISSUE_COLS} FROM issues i WHERE i.id = ?1"),
+                &sql_params![id],
+            )?)
+        })
+        .await
+    }
+
+    async fn set_issue_status(&self, id: i64, status: &str) -> StoreResult<()> {
+        let params = sql_params![id, status];
+        self.write(move |c| {
+            let n = c.execute(
+                "UPDATE issues SET status = ?2, \
+                 is_regression = CASE WHEN ?2 = 'unresolved' THEN is_regression ELSE 0 END \
+                 WHERE id = ?1",
+                &params,
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn issue_hourly(
+        &self,
+        issue_ids: &[i64],
+        since: i64,
+    ) -> StoreResult<HashMap<i64, Vec<(i64, i64)>>> {
+        let ids = issue_ids.to_vec();
+        self.read(move |c| {
+            let mut out: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+            if ids.is_empty() {
+                return Ok(out);
+            }
+            let sql = format!(
+                "SELECT issue_id, hour, count FROM issue_hourly WHERE hour >= ?1 \
+                 AND issue_id IN ({}) ORDER BY hour",
+                placeholders(2, ids.len())
+            );
+            let mut args = vec![SqlValue::Int(since)];
+            args.extend(ids.into_iter().map(SqlValue::Int));
+            for r in c.query(&sql, &args)? {
+                out.entry(r.int(0)?).or_default().push((r.int(1)?, r.int(2)?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn issue_tag_keys(&self, issue_id: i64) -> StoreResult<Vec<TagKey>> {
+        self.read(move |c| {
+            let rows = c.query(
+                "SELECT key, count(*), CAST(sum(count) AS BIGINT) FROM issue_tags \
+                 WHERE issue_id = ?1 GROUP BY key ORDER BY key",
+                &sql_params![issue_id],
+            )?;
+            all(rows, |r| {
+                Ok(TagKey {
+                    key: r.text(0)?,
+                    unique_values: r.int(1)?,
+                    total_values: r.int(2)?,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn issue_tag_values(
+        &self,
+        issue_id: i64,
+        key: &str,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<TagValue>> {
+        let params = sql_params![issue_id, key, limit, offset];
+        self.read(move |c| {
+            all(
+                c.query(
+                    "SELECT key, value, count, first_seen, last_seen FROM issue_tags \
+                     WHERE issue_id = ?1 AND key = ?2 ORDER BY count DESC, value \
+                     LIMIT ?3 OFFSET ?4",
+                    &params,
+                )?,
+                tag_value_row,
+            )
+        })
+        .await
+    }
+
+    async fn issue_events(
+        &self,
+        issue_id: i64,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<EventRecord>> {
+        self.events_where("e.issue_id = ?1", issue_id, limit, offset)
+            .await
+    }
+
+    async fn issue_event(&self, issue_id: i64, pick: EventPick) -> StoreResult<EventRecord> {
+        let order = match pick {
+            EventPick::Latest => "DESC",
+            EventPick::Oldest => "ASC",
+        };
+        self.read(move |c| {
+            event_row(&c.query_one(
+                &format!(
+                    "SELECT {EVENT_COLS} FROM events e WHERE e.issue_id = ?1 \
+                     ORDER BY e.timestamp {order}, e.id {order} LIMIT 1"
+                ),
+                &sql_params![issue_id],
+            )?)
+        })
+        .await
+    }
+
+    async fn event(&self, project_id: i64, event_id: &str) -> StoreResult<EventRecord> {
+        let params = sql_params![project_id, event_id];
+        self.read(move |c| {
+            event_row(&c.query_one(
+                &format!(
+                    "SELECT {EVENT_COLS} FROM events e WHERE e.project_id = ?1 AND e.event_id = ?2"
+                ),
+                &params,
+            )?)
+        })
+        .await
+    }
+
+    async fn event_neighbours(
+        &self,
+        issue_id: i64,
+        timestamp: f64,
+        event_id: &str,
+    ) -> StoreResult<(Option<String>, Option<String>)> {
+        let params = sql_params![issue_id, timestamp, event_id];
+        self.read(move |c| {
+            let prev = c.query_opt(
+                "SELECT event_id FROM events WHERE issue_id = ?1 AND \
+                 (timestamp < ?2 OR (timestamp = ?2 AND event_id < ?3)) \
+                 ORDER BY timestamp DESC, event_id DESC LIMIT 1",
+                &params,
+            )?;
+            let next = c.query_opt(
+                "SELECT event_id FROM events WHERE issue_id = ?1 AND \
+                 (timestamp > ?2 OR (timestamp = ?2 AND event_id > ?3)) \
+                 ORDER BY timestamp ASC, event_id ASC LIMIT 1",
+                &params,
+            )?;
+            Ok((
+                prev.map(|r| r.text(0)).transpose()?,
+                next.map(|r| r.text(0)).transpose()?,
+            ))
+        })
+        .await
+    }
+
+    async fn issue_user_reports(&self, issue_id: i64) -> StoreResult<Vec<UserReport>> {
+        self.read(move |c| {
+            let rows = c.query(
+                "SELECT r.id, r.event_id, r.name, r.email, r.comments, r.date_created \
+                 FROM user_reports r JOIN events e ON e.project_id = r.project_id \
+                 AND e.event_id = r.event_id WHERE e.issue_id = ?1 ORDER BY r.id DESC LIMIT 100",
+                &sql_params![issue_id],
+            )?;
+            all(rows, |r| {
+                Ok(UserReport {
+                    id: r.int(0)?,
+                    event_id: r.opt_text(1)?,
+                    name: r.opt_text(2)?,
+                    email: r.opt_text(3)?,
+                    comments: r.text(4)?,
+                    date_created: r.real(5)?,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn project_events(
+        &self,
+        project_id: i64,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<EventRecord>> {
+        self.events_where("e.project_id = ?1", project_id, limit, offset)
+            .await
+    }
+}
+
+impl<B: Backend> SqlStore<B> {
+    /// A page of events, newest first, matching `cond` (with `?1` bound to `id`).
+    async fn events_where(
+        &self,
+        cond: &'static str,
+        id: i64,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<EventRecord>> {
+        self.read(move |c| {
+            all(
+                c.query(
+                    &format!(
+                        "SELECT {EVENT_COLS} FROM events e WHERE {cond} \
+                         ORDER BY e.timestamp DESC, e.id DESC LIMIT ?2 OFFSET ?3"
+                    ),
+                    &sql_params![id, limit, offset],
+                )?,
+                event_row,
+            )
+        })
+        .await
+    }
+}
+
+/// Builds the issue list query for a filter: SQL and its positional arguments.
+fn issue_query(f: &IssueFilter) -> (String, Vec<SqlValue>) {
+    let mut args: Vec<SqlValue> = Vec::new();
+    let arg = |v: SqlValue, args: &mut Vec<SqlValue>| {
+        args.push(v);
+        format!("?{}", args.len())
+    };
+    let list = |values: Vec<SqlValue>, args: &mut Vec<SqlValue>| {
+        values
+            .into_iter()
+            .map(|v| arg(v, args))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut conds = Vec::new();
+    if f.project_ids.is_empty() {
+        conds.push("1 = 0".to_string());
+    } else {
+        let ids = f.project_ids.iter().map(|p| SqlValue::Int(*p)).collect();
+        conds.push(format!("i.project_id IN ({})", list(ids, &mut args)));
+    }
+    if !f.statuses.is_empty() {
+        let values = f.statuses.iter().map(SqlValue::from).collect();
+        conds.push(format!("i.status IN ({})", list(values, &mut args)));
+    }
+    if !f.levels.is_empty() {
+        let values = f.levels.iter().map(SqlValue::from).collect();
+        conds.push(format!("i.level IN ({})", list(values, &mut args)));
+    }
+    for (key, value, negated) in &f.tags {
+        let k = arg(key.into(), &mut args);
+        let cond = if let Some(prefix) = value.strip_suffix('*') {
+            let v = arg(format!("{}%", like_escape(prefix)).into(), &mut args);
+            format!("t.value LIKE {v} ESCAPE '\\'")
+        } else {
+            format!("t.value = {}", arg(value.into(), &mut args))
+        };
+        let not = if *negated { "NOT " } else { "" };
+        conds.push(format!(
+            "{not}EXISTS (SELECT 1 FROM issue_tags t WHERE t.issue_id = i.id AND t.key = {k} \
+             AND {cond})"
+        ));
+    }
+    for key in &f.has {
+        let k = arg(key.into(), &mut args);
+        conds.push(format!(
+            "EXISTS (SELECT 1 FROM issue_tags t WHERE t.issue_id = i.id AND t.key = {k})"
+        ));
+    }
+    for word in &f.text {
+        let w = arg(
+            format!("%{}%", like_escape(&word.to_lowercase())).into(),
+            &mut args,
+        );
+        conds.push(format!(
+            "(lower(i.title) LIKE {w} ESCAPE '\\' OR lower(i.culprit) LIKE {w} ESCAPE '\\')"
+        ));
+    }
+    if let Some(t) = f.first_seen_after {
+        conds.push(format!("i.first_seen >= {}", arg(t.into(), &mut args)));
+    }
+    if let Some(t) = f.last_seen_after {
+        conds.push(format!("i.last_seen >= {}", arg(t.into(), &mut args)));
+    }
+    if let Some(n) = f.times_seen_min {
+        conds.push(format!("i.times_seen >= {}", arg(n.into(), &mut args)));
+    }
+    let order = match f.sort {
+        IssueSort::LastSeen => "i.last_seen DESC",
+        IssueSort::FirstSeen => "i.first_seen DESC",
+        IssueSort::Events => "i.times_seen DESC",
+        IssueSort::Users => "i.user_count DESC",
+    };
+    let limit = arg(f.limit.into(), &mut args);
+    let offset = arg(f.offset.into(), &mut args);
+    (
+        format!(
+            "SELECT {ISSUE_COLS} FROM issues i WHERE {} ORDER BY {order}, i.id DESC \
+             LIMIT {limit} OFFSET {offset}",
+            conds.join(" AND ")
+        ),
+        args,
+    )
+}
+
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// Per-issue aggregate of one batch.
+struct IssueDelta {
+    times_seen: i64,
+    new_users: i64,
+    first_seen: f64,
+    last_seen: f64,
+    level: String,
+    last_release: Option<String>,
+    first_release: Option<String>,
+}
+
+/// Stores a digest batch inside the caller's transaction.
+///
+/// Counters are aggregated in memory first and written once per row, in key order: a batch of
+/// a thousand events touches each counter row once, and two nodes writing the same rows take
+/// their locks in the same order (no deadlocks on PostgreSQL).
+fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult> {
+    let mut result = DigestResult::default();
+    let mut issue_of_hash: HashMap<(i64, &str), i64> = HashMap::new();
+    let mut seen_ids: BTreeSet<(i64, &str)> = BTreeSet::new();
+    let mut deltas: BTreeMap<i64, IssueDelta> = BTreeMap::new();
+    let mut hourly: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+    let mut tags: BTreeMap<(i64, &str, &str), (i64, f64, f64)> = BTreeMap::new();
+    let mut users: BTreeSet<(i64, &str)> = BTreeSet::new();
+
+    for ev in &batch.events {
+        if !seen_ids.insert((ev.project_id, ev.event_id.as_str()))
+            || c.query_opt(
+                "SELECT 1 FROM events WHERE project_id = ?1 AND event_id = ?2",
+                &sql_params![ev.project_id, &ev.event_id],
+            )?
+            .is_some()
+        {
+            result.duplicates += 1;
+            continue;
+        }
+        let issue_id = match issue_of_hash.get(&(ev.project_id, ev.hash.as_str())) {
+            Some(id) => *id,
+            None => {
+                let id = find_or_create_issue(c, ev, &mut result)?;
+                issue_of_hash.insert((ev.project_id, ev.hash.as_str()), id);
+                id
+            }
+        };
+        c.execute(
+            "INSERT INTO events (project_id, event_id, issue_id, timestamp, received, release, \
+             environment, trace_id, size, grouping, payload) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            &sql_params![
+                ev.project_id,
+                &ev.event_id,
+                issue_id,
+                ev.timestamp,
+                ev.received,
+                ev.release.as_ref(),
+                ev.environment.as_ref(),
+                ev.trace_id.as_ref(),
+                ev.size,
+                ev.grouping.to_string(),
+                ev.payload.clone(),
+            ],
+        )?;
+        result.stored += 1;
+
+        let d = deltas.entry(issue_id).or_insert_with(|| IssueDelta {
+            times_seen: 0,
+            new_users: 0,
+            first_seen: f64::MAX,
+            last_seen: f64::MIN,
+            level: ev.level.clone(),
+            last_release: None,
+            first_release: None,
+        });
+        d.times_seen += 1;
+        d.first_seen = d.first_seen.min(ev.timestamp);
+        if ev.timestamp >= d.last_seen {
+            d.last_seen = ev.timestamp;
+            d.level = ev.level.clone();
+            if ev.release.is_some() {
+                d.last_release = ev.release.clone();
+            }
+        }
+        if d.first_release.is_none() {
+            d.first_release = ev.release.clone();
+        }
+        if let Some(user) = &ev.user_key {
+            users.insert((issue_id, user));
+        }
+        let hour = (ev.timestamp as i64).div_euclid(3600) * 3600;
+        *hourly.entry((issue_id, hour)).or_default() += 1;
+        for (k, v) in &ev.tags {
+            let e = tags
+                .entry((issue_id, k, v))
+                .or_insert((0, ev.timestamp, ev.timestamp));
+            e.0 += 1;
+            e.1 = e.1.min(ev.timestamp);
+            e.2 = e.2.max(ev.timestamp);
+        }
+    }
+
+    for (issue_id, user) in users {
+        let added = c.execute(
+            "INSERT INTO issue_users (issue_id, user_key) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            &sql_params![issue_id, user],
+        )?;
+        if added == 1
+            && let Some(d) = deltas.get_mut(&issue_id)
+        {
+            d.new_users += 1;
+        }
+    }
+    for (issue_id, d) in &deltas {
+        c.execute(
+            "UPDATE issues SET times_seen = times_seen + ?2, user_count = user_count + ?3, \
+             first_seen = CASE WHEN ?4 < first_seen THEN ?4 ELSE first_seen END, \
+             level = CASE WHEN ?5 >= last_seen THEN ?6 ELSE level END, \
+             last_release = CASE WHEN ?5 >= last_seen AND ?7 IS NOT NULL THEN ?7 \
+                 ELSE last_release END, \
+             first_release = coalesce(first_release, ?8), \
+             last_seen = CASE WHEN ?5 > last_seen THEN ?5 ELSE last_seen END WHERE id = ?1",
+            &sql_params![
+                *issue_id,
+                d.times_seen,
+                d.new_users,
+                d.first_seen,
+                d.last_seen,
+                &d.level,
+                d.last_release.as_ref(),
+                d.first_release.as_ref(),
+            ],
+        )?;
+    }
+    for ((issue_id, hour), n) in hourly {
+        c.execute(
+            "INSERT INTO issue_hourly (issue_id, hour, count) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (issue_id, hour) DO UPDATE SET count = issue_hourly.count + excluded.count",
+            &sql_params![issue_id, hour, n],
+        )?;
+    }
+    for ((issue_id, k, v), (n, first, last)) in tags {
+        c.execute(
+            "INSERT INTO issue_tags (issue_id, key, value, count, first_seen, last_seen) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (issue_id, key, value) DO UPDATE SET \
+             count = issue_tags.count + excluded.count, \
+             first_seen = CASE WHEN excluded.first_seen < issue_tags.first_seen \
+                 THEN excluded.first_seen ELSE issue_tags.first_seen END, \
+             last_seen = CASE WHEN excluded.last_seen > issue_tags.last_seen \
+                 THEN excluded.last_seen ELSE issue_tags.last_seen END",
+            &sql_params![issue_id, k, v, n, first, last],
+        )?;
+    }
+    for a in &batch.attachments {
+        c.execute(
+            "INSERT INTO attachments (project_id, event_id, filename, content_type, \
+             attachment_type, size, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            &sql_params![
+                a.project_id,
+                &a.event_id,
+                &a.filename,
+                a.content_type.as_ref(),
+                &a.attachment_type,
+                a.data.len() as i64,
+                a.data.clone()
+            ],
+        )?;
+    }
+    for r in &batch.user_reports {
+        c.execute(
+            "INSERT INTO user_reports (project_id, event_id, name, email, comments, \
+             date_created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            &sql_params![
+                r.project_id,
+                r.event_id.as_ref(),
+                r.name.as_ref(),
+                r.email.as_ref(),
+                &r.comments,
+                r.received
+            ],
+        )?;
+    }
+    for s in &batch.sessions {
+        c.execute(
+            "INSERT INTO session_counts (project_id, release, environment, hour, started, \
+             exited, errored, crashed, abnormal, unhandled) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             ON CONFLICT (project_id, release, environment, hour) DO UPDATE SET \
+             started = session_counts.started + excluded.started, \
+             exited = session_counts.exited + excluded.exited, \
+             errored = session_counts.errored + excluded.errored, \
+             crashed = session_counts.crashed + excluded.crashed, \
+             abnormal = session_counts.abnormal + excluded.abnormal, \
+             unhandled = session_counts.unhandled + excluded.unhandled",
+            &sql_params![
+                s.project_id,
+                &s.release,
+                &s.environment,
+                s.hour,
+                s.started,
+                s.exited,
+                s.errored,
+                s.crashed,
+                s.abnormal,
+                s.unhandled
+            ],
+        )?;
+    }
+    for u in &batch.session_users {
+        c.execute(
+            "INSERT INTO session_users (project_id, release, environment, did, crashed) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (project_id, release, environment, did) \
+             DO UPDATE SET crashed = CASE WHEN excluded.crashed > session_users.crashed \
+                 THEN excluded.crashed ELSE session_users.crashed END",
+            &sql_params![u.project_id, &u.release, &u.environment, &u.did, u.crashed],
+        )?;
+    }
+    for o in &batch.outcomes {
+        c.execute(
+            "INSERT INTO outcomes (project_id, hour, source, category, reason, quantity) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (project_id, hour, source, category, reason) \
+             DO UPDATE SET quantity = outcomes.quantity + excluded.quantity",
+            &sql_params![o.project_id, o.hour, o.source, &o.category, &o.reason, o.quantity],
+        )?;
+    }
+    c.execute(
+        "INSERT INTO spool_cursor (node_id, segment, \"offset\") VALUES (?1, ?2, ?3) \
+         ON CONFLICT (node_id) DO UPDATE SET segment = excluded.segment, \
+         \"offset\" = excluded.\"offset\"",
+        &sql_params![
+            &batch.node_id,
+            batch.position.segment as i64,
+            batch.position.offset as i64
+        ],
+    )?;
+    Ok(result)
+}
+
+/// The issue of an event's fingerprint, created when new; reopens a resolved issue.
+///
+/// The fingerprint lock makes the look-up and the creation one step for every writer of the
+/// database, so the first events of a new issue arriving at several nodes make one issue.
+fn find_or_create_issue(
+    c: &mut dyn Conn,
+    ev: &NewEvent,
+    result: &mut DigestResult,
+) -> StoreResult<i64> {
+    c.lock_fingerprint(ev.project_id, &ev.hash)?;
+    let found = c.query_opt(
+        "SELECT g.issue_id, i.status FROM group_hashes g JOIN issues i ON i.id = g.issue_id \
+         WHERE g.project_id = ?1 AND g.hash = ?2",
+        &sql_params![ev.project_id, &ev.hash],
+    )?;
+    if let Some(row) = found {
+        let id = row.int(0)?;
+        if row.text(1)? == "resolved" {
+            c.execute(
+                "UPDATE issues SET status = 'unresolved', is_regression = 1 WHERE id = ?1",
+                &sql_params![id],
+            )?;
+            result.regressions.push(id);
+        }
+        return Ok(id);
+    }
+    let short = c
+        .query_one(
+            "UPDATE projects SET next_short_id = next_short_id + 1 WHERE id = ?1 \
+             RETURNING next_short_id - 1",
+            &sql_params![ev.project_id],
+        )?
+        .int(0)?;
+    let id = c
+        .query_one(
+            "INSERT INTO issues (project_id, short_id, title, culprit, level, issue_type, \
+             metadata, platform, logger, first_seen, last_seen, first_release, last_release) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?11) RETURNING id",
+            &sql_params![
+                ev.project_id,
+                short,
+                &ev.title,
+                &ev.culprit,
+                &ev.level,
+                &ev.event_type,
+                ev.metadata.to_string(),
+                &ev.platform,
+                ev.logger.as_ref(),
+                ev.timestamp,
+                ev.release.as_ref(),
+            ],
+        )?
+        .int(0)?;
+    c.execute(
+        "INSERT INTO group_hashes (project_id, hash, issue_id) VALUES (?1, ?2, ?3)",
+        &sql_params![ev.project_id, &ev.hash, id],
+    )?;
+    result.new_issues.push(id);
+    Ok(id)
+}
