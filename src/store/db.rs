@@ -205,15 +205,22 @@ mod tests {
 
     #[test]
     fn rows_convert_and_complain() {
-        let r = Row(vec![SqlValue::Int(1), SqlValue::Null, SqlValue::Text("x".into())]);
+        let r = Row(vec![
+            SqlValue::Int(1),
+            SqlValue::Null,
+            SqlValue::Text("x".into()),
+        ]);
         assert!(r.bool(0).unwrap());
         assert_eq!(r.opt_text(1).unwrap(), None);
         assert!(r.int(2).is_err());
-        assert_eq!(sql_params![1i64, "a", None::<i64>, 2.5f64], [
-            SqlValue::Int(1),
-            SqlValue::Text("a".into()),
-            SqlValue::Null,
-            SqlValue::Real(2.5)
-        ]);
+        assert_eq!(
+            sql_params![1i64, "a", None::<i64>, 2.5f64],
+            [
+                SqlValue::Int(1),
+                SqlValue::Text("a".into()),
+                SqlValue::Null,
+                SqlValue::Real(2.5)
+            ]
+        );
     }
 }

@@ -4,12 +4,16 @@
 //! - [`sql`]: its one implementation, in SQL both engines run.
 //! - [`db`]: the seam to an engine: values, rows, connections, transactions.
 //! - [`sqlite`]: the embedded default engine (WAL, one writer connection, a few readers).
+//! - [`postgres`]: the engine for several nodes on one database.
 //!
 //! Handlers hold an `Arc<dyn Store>`; the database URL picks the engine at start ([`open`]).
 
 pub mod db;
+pub mod postgres;
 pub mod sql;
 pub mod sqlite;
+#[cfg(test)]
+mod suite;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,10 +40,28 @@ pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let engine = sqlite::Sqlite::open(path.as_ref()).await?;
         Ok(Arc::new(sql::SqlStore::new(engine)))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let engine = postgres::Postgres::open(url).await?;
+        Ok(Arc::new(sql::SqlStore::new(engine)))
     } else {
         Err(StoreError::Other(format!(
-            "unsupported database URL {url:?}: expected sqlite://PATH"
+            "unsupported database URL {}: expected sqlite://PATH or postgres://…",
+            redact(url)
         )))
+    }
+}
+
+/// A database URL with its password replaced by `***`, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
     }
 }
 

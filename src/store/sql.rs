@@ -568,7 +568,9 @@ impl<B: Backend> Store for SqlStore<B> {
             let mut args = vec![SqlValue::Int(since)];
             args.extend(ids.into_iter().map(SqlValue::Int));
             for r in c.query(&sql, &args)? {
-                out.entry(r.int(0)?).or_default().push((r.int(1)?, r.int(2)?));
+                out.entry(r.int(0)?)
+                    .or_default()
+                    .push((r.int(1)?, r.int(2)?));
             }
             Ok(out)
         })
@@ -948,7 +950,7 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
             "UPDATE issues SET times_seen = times_seen + ?2, user_count = user_count + ?3, \
              first_seen = CASE WHEN ?4 < first_seen THEN ?4 ELSE first_seen END, \
              level = CASE WHEN ?5 >= last_seen THEN ?6 ELSE level END, \
-             last_release = CASE WHEN ?5 >= last_seen AND ?7 IS NOT NULL THEN ?7 \
+             last_release = CASE WHEN ?5 >= last_seen AND CAST(?7 AS TEXT) IS NOT NULL THEN ?7 \
                  ELSE last_release END, \
              first_release = coalesce(first_release, ?8), \
              last_seen = CASE WHEN ?5 > last_seen THEN ?5 ELSE last_seen END WHERE id = ?1",
@@ -1053,7 +1055,14 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
              ON CONFLICT (project_id, hour, source, category, reason) \
              DO UPDATE SET quantity = outcomes.quantity + excluded.quantity",
-            &sql_params![o.project_id, o.hour, o.source, &o.category, &o.reason, o.quantity],
+            &sql_params![
+                o.project_id,
+                o.hour,
+                o.source,
+                &o.category,
+                &o.reason,
+                o.quantity
+            ],
         )?;
     }
     c.execute(
