@@ -107,7 +107,7 @@ struct PgConn<'a> {
 }
 
 impl PgConn<'_> {
-    fn params<'p>(params: &'p [SqlValue]) -> Vec<&'p (dyn ToSql + Sync)> {
+    fn params(params: &[SqlValue]) -> Vec<&(dyn ToSql + Sync)> {
         params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
     }
 }
