@@ -8,7 +8,8 @@
 #   2. the pinned sentry-python (tests/sdk/requirements.txt),
 #   3. the pinned JS SDKs, playwright-core and esbuild (`npm ci` in tests/sdk),
 #   4. cargo fmt --check, cargo clippy --all-targets -D warnings, cargo nextest run
-#      (cargo test when nextest is not installed).
+#      (cargo test when nextest is not installed); with FAULTLINE_TEST_DATABASE_URL set, the
+#      end-to-end tests run a second time with every server on its own PostgreSQL database.
 # An install step that fails stops the script; the three gates all run, and the script exits
 # non-zero if any of them failed.
 set -euo pipefail
@@ -43,11 +44,22 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings || failed+=("cargo clippy")
 
 if cargo nextest --version >/dev/null 2>&1; then
-    step "cargo nextest run $*"
-    cargo nextest run "$@" || failed+=("cargo nextest run")
+    all_tests() { cargo nextest run "$@"; }
+    end_to_end_tests() { cargo nextest run -E 'not kind(lib)' "$@"; }
 else
-    step "cargo test $* (cargo-nextest is not installed)"
-    cargo test "$@" || failed+=("cargo test")
+    step "(cargo-nextest is not installed: using cargo test)"
+    all_tests() { cargo test "$@"; }
+    end_to_end_tests() { cargo test --test '*' "$@"; }
+fi
+
+step "tests on SQLite (and the store suite's PostgreSQL half when FAULTLINE_TEST_DATABASE_URL is set)"
+all_tests "$@" || failed+=("tests on SQLite")
+
+if [[ -n "${FAULTLINE_TEST_DATABASE_URL:-}" ]]; then
+    step "end-to-end tests again, each server on its own PostgreSQL database ($FAULTLINE_TEST_DATABASE_URL)"
+    FAULTLINE_TEST_BACKEND=postgres end_to_end_tests "$@" || failed+=("end-to-end tests on PostgreSQL")
+else
+    step "SKIPPED the PostgreSQL half: FAULTLINE_TEST_DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)"
 fi
 
 if ((${#failed[@]})); then

@@ -25,8 +25,9 @@ impl Drop for Process {
 }
 
 /// Starts `faultline serve` on a free port and waits for its "listening" line.
-fn start(data_dir: &std::path::Path) -> Process {
+fn start(data_dir: &std::path::Path, db: &common::TestDatabase) -> Process {
     let mut child = Command::new(common::bin())
+        .envs(db.env())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .stdin(Stdio::null())
@@ -49,9 +50,17 @@ fn start(data_dir: &std::path::Path) -> Process {
     Process { child, url }
 }
 
-fn cli(data_dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> String {
+fn cli(
+    data_dir: &std::path::Path,
+    db: &common::TestDatabase,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> String {
     let mut cmd = Command::new(common::bin());
-    cmd.args(args).arg("--data-dir").arg(data_dir);
+    cmd.envs(db.env())
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -67,9 +76,11 @@ fn cli(data_dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Strin
 #[test]
 fn kill_9_under_load_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path());
+    let db = common::TestDatabase::new();
+    let server = start(dir.path(), &db);
     let dsn = cli(
         dir.path(),
+        &db,
         &[
             "project",
             "create",
@@ -81,11 +92,13 @@ fn kill_9_under_load_loses_no_acknowledged_event() {
     );
     cli(
         dir.path(),
+        &db,
         &["user", "create", "--email", "d@example.com", "--superuser"],
         &[("FAULTLINE_PASSWORD", "durability-test")],
     );
     let token = cli(
         dir.path(),
+        &db,
         &["token", "create", "--email", "d@example.com"],
         &[],
     );
@@ -147,7 +160,7 @@ fn kill_9_under_load_loses_no_acknowledged_event() {
     );
     drop(server);
 
-    let server = start(dir.path());
+    let server = start(dir.path(), &db);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()

@@ -48,6 +48,7 @@ pub struct Server {
     agent: ureq::Agent,
     // Dropped after the child is killed (fields drop in declaration order, `drop` runs first).
     data_dir: tempfile::TempDir,
+    database: TestDatabase,
 }
 
 impl Server {
@@ -62,7 +63,9 @@ impl Server {
             .prefix("faultline-e2e-")
             .tempdir()
             .expect("create a temporary data dir");
+        let database = TestDatabase::new();
         let mut child = Command::new(bin())
+            .envs(database.env())
             .arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -122,6 +125,7 @@ impl Server {
             output,
             agent,
             data_dir,
+            database,
         };
         server.dsn = server.cli(
             &[
@@ -154,7 +158,8 @@ impl Server {
     /// Runs `faultline ARGS --data-dir <this server's>` and returns its trimmed stdout.
     pub fn cli(&self, args: &[&str], env: &[(&str, &str)]) -> String {
         let mut cmd = Command::new(bin());
-        cmd.args(args)
+        cmd.envs(self.database.env())
+            .args(args)
             .arg("--data-dir")
             .arg(self.data_dir.path())
             .stdin(Stdio::null());
@@ -227,6 +232,84 @@ impl Drop for Server {
             );
         }
     }
+}
+
+/// The database of one test server.
+///
+/// SQLite in the server's data dir by default. With `FAULTLINE_TEST_BACKEND=postgres` (set by
+/// `scripts/test.sh` for its second pass), a fresh PostgreSQL database on the server named by
+/// `FAULTLINE_TEST_DATABASE_URL`, dropped when the test ends.
+pub struct TestDatabase {
+    url: Option<String>,
+    admin_url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    pub fn new() -> TestDatabase {
+        if std::env::var("FAULTLINE_TEST_BACKEND").as_deref() != Ok("postgres") {
+            return TestDatabase {
+                url: None,
+                admin_url: String::new(),
+                name: String::new(),
+            };
+        }
+        let admin_url = std::env::var("FAULTLINE_TEST_DATABASE_URL").expect(
+            "FAULTLINE_TEST_BACKEND=postgres needs FAULTLINE_TEST_DATABASE_URL (postgres://…)",
+        );
+        let name = format!("faultline_e2e_{}", uuid_simple());
+        let mut client = postgres::Client::connect(&admin_url, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("connect to {admin_url}: {e}"));
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| panic!("create database {name}: {e}"));
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(base, _)| base)
+            .unwrap_or(&admin_url);
+        TestDatabase {
+            url: Some(format!("{base}/{name}")),
+            admin_url,
+            name,
+        }
+    }
+
+    /// Environment for every `faultline` command of the test.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        match &self.url {
+            Some(url) => vec![("FAULTLINE_DATABASE_URL", url.clone())],
+            None => Vec::new(),
+        }
+    }
+}
+
+impl Default for TestDatabase {
+    fn default() -> Self {
+        TestDatabase::new()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if self.url.is_none() {
+            return;
+        }
+        if let Ok(mut client) = postgres::Client::connect(&self.admin_url, postgres::NoTls) {
+            let _ = client.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+fn uuid_simple() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{:x}{:x}", nanos, std::process::id())
 }
 
 /// Path of the binary under test.
