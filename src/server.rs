@@ -94,11 +94,12 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> 
     let digest = tokio::spawn(worker::run(worker::Worker {
         store: store.clone(),
         spool: spool.clone(),
-        node_id: node,
+        node_id: node.clone(),
         limits: state.limits.clone(),
     }));
     let retention = tokio::spawn(worker::retention_loop(
         store.clone(),
+        node,
         args.retention_days,
         args.retention_max_events,
         std::time::Duration::from_secs(args.retention_interval.max(1)),

@@ -147,15 +147,27 @@ fn process_parallel(records: &[(Record, Position)], limits: &Limits) -> DigestBa
 }
 
 /// Evicts old events every `every`, per project settings or the server defaults
-/// (`0` = no limit).
+/// (`0` = no limit), on the one node that holds the `retention` lease.
 pub async fn retention_loop(
     store: Arc<dyn Store>,
+    node_id: String,
     default_days: i64,
     default_max_events: i64,
     every: Duration,
 ) {
     loop {
         tokio::time::sleep(every).await;
+        // One node of a cluster sweeps; the lease outlives a sweep interval, so the same node
+        // keeps it while it lives and another takes over when it stops.
+        let ttl = every.as_secs_f64() * 3.0 + 10.0;
+        match store.try_lease("retention", &node_id, ttl).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "retention: cannot take the lease");
+                continue;
+            }
+        }
         let projects = match store.all_projects().await {
             Ok(p) => p,
             Err(e) => {

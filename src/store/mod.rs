@@ -350,6 +350,10 @@ pub trait Store: Send + Sync {
     // --- health and the spool cursor ---
     /// Whether the database answers and accepts writes.
     async fn healthy(&self) -> bool;
+    /// Takes or renews the lease `name` for `holder` until `now + ttl` seconds; `false` while
+    /// another holder's lease has not expired. Background work that one node of a cluster must
+    /// do at a time runs only while its lease is held.
+    async fn try_lease(&self, name: &str, holder: &str, ttl: f64) -> StoreResult<bool>;
     /// Where this node's digestion stopped.
     async fn spool_position(&self, node_id: &str) -> StoreResult<Position>;
 

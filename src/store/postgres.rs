@@ -17,7 +17,10 @@ use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use super::db::{Backend, Conn, Dialect, Row, SqlValue, dollar_placeholders};
 use super::{StoreError, StoreResult};
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_init.sql"),
+    include_str!("../../migrations/postgres/0002_leases.sql"),
+];
 /// Advisory lock key held while migrating ("faultlin" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6661_756c_746c_696e;
 const POOL_SIZE: usize = 16;

@@ -175,6 +175,22 @@ impl<B: Backend> Store for SqlStore<B> {
         self.backend.healthy().await
     }
 
+    async fn try_lease(&self, name: &str, holder: &str, ttl: f64) -> StoreResult<bool> {
+        let now = now();
+        let params = sql_params![name, holder, now + ttl, now];
+        self.write(move |c| {
+            Ok(c.query_opt(
+                "INSERT INTO leases (name, holder, expires) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+                 expires = excluded.expires \
+                 WHERE leases.expires < ?4 OR leases.holder = excluded.holder RETURNING holder",
+                &params,
+            )?
+            .is_some())
+        })
+        .await
+    }
+
     async fn spool_position(&self, node_id: &str) -> StoreResult<Position> {
         let node_id = node_id.to_string();
         self.read(move |c| {

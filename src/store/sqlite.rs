@@ -14,7 +14,10 @@ use rusqlite::{Connection, ToSql, params_from_iter};
 use super::db::{Backend, Conn, Dialect, Row, SqlValue};
 use super::{StoreError, StoreResult};
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_leases.sql"),
+];
 const READERS: usize = 3;
 
 /// The SQLite engine.
