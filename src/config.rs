@@ -79,6 +79,19 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Copy an installation's database from SQLite to PostgreSQL (resumable).
+    Migrate(MigrateArgs),
+}
+
+/// Options of `faultline migrate`.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// The SQLite database to copy: `sqlite:///path/to/faultline.db`.
+    #[arg(long)]
+    pub from: String,
+    /// The PostgreSQL database to copy into: `postgres://user@host/db`.
+    #[arg(long)]
+    pub to: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -33,6 +33,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::User(cmd)) => faultline::cli::user(global, cmd).await,
         Some(Command::Project(cmd)) => faultline::cli::project(global, cmd).await,
         Some(Command::Token(cmd)) => faultline::cli::token(global, cmd).await,
+        Some(Command::Migrate(args)) => faultline::cli::migrate::run(&args).await,
     }
 }
 

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -12,73 +10,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-struct Process {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `faultline serve` on a free port and waits for its "listening" line.
-fn start(data_dir: &std::path::Path, db: &common::TestDatabase) -> Process {
-    let mut child = Command::new(common::bin())
-        .envs(db.env())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn faultline");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("Faultline listening on ") {
-                let _ = tx.send(url.trim().to_string());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the server prints its address");
-    Process { child, url }
-}
-
-fn cli(
-    data_dir: &std::path::Path,
-    db: &common::TestDatabase,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> String {
-    let mut cmd = Command::new(common::bin());
-    cmd.envs(db.env())
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run faultline");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 #[test]
 fn kill_9_under_load_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
     let db = common::TestDatabase::new();
-    let server = start(dir.path(), &db);
-    let dsn = cli(
+    let server = common::start_in(dir.path(), &db);
+    let dsn = common::cli_in(
         dir.path(),
         &db,
         &[
@@ -90,13 +27,13 @@ fn kill_9_under_load_loses_no_acknowledged_event() {
         ],
         &[],
     );
-    cli(
+    common::cli_in(
         dir.path(),
         &db,
         &["user", "create", "--email", "d@example.com", "--superuser"],
         &[("FAULTLINE_PASSWORD", "durability-test")],
     );
-    let token = cli(
+    let token = common::cli_in(
         dir.path(),
         &db,
         &["token", "create", "--email", "d@example.com"],
@@ -160,7 +97,7 @@ fn kill_9_under_load_loses_no_acknowledged_event() {
     );
     drop(server);
 
-    let server = start(dir.path(), &db);
+    let server = common::start_in(dir.path(), &db);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()

@@ -1,6 +1,10 @@
 //! The subcommands besides `serve`: users, projects, tokens, and the first-start bootstrap.
 //!
 //! They open the same database as the server and work while it runs.
+//!
+//! - [`migrate`]: `faultline migrate`, SQLite → PostgreSQL.
+
+pub mod migrate;
 
 use anyhow::{Context, bail};
 use argon2::password_hash::PasswordHasher;

@@ -234,6 +234,65 @@ impl Drop for Server {
     }
 }
 
+/// A `faultline serve` started by [`start_in`] on a data dir the test keeps (to restart a
+/// server on it, or to migrate it); killed (`kill -9`) on drop.
+pub struct Process {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `faultline serve` on a free port, in `data_dir`, on `db`; waits for "listening".
+pub fn start_in(data_dir: &Path, db: &TestDatabase) -> Process {
+    let mut child = Command::new(bin())
+        .envs(db.env())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn faultline");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("Faultline listening on ") {
+                let _ = tx.send(url.trim().to_string());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server prints its address");
+    Process { child, url }
+}
+
+/// Runs `faultline ARGS --data-dir DATA_DIR` on `db`; returns its trimmed stdout.
+pub fn cli_in(data_dir: &Path, db: &TestDatabase, args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new(bin());
+    cmd.envs(db.env())
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run faultline");
+    assert!(
+        out.status.success(),
+        "faultline {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// The database of one test server.
 ///
 /// SQLite in the server's data dir by default. With `FAULTLINE_TEST_BACKEND=postgres` (set by
@@ -246,17 +305,34 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
+    /// The backend this test pass runs on (see the type's docs).
     pub fn new() -> TestDatabase {
-        if std::env::var("FAULTLINE_TEST_BACKEND").as_deref() != Ok("postgres") {
-            return TestDatabase {
-                url: None,
-                admin_url: String::new(),
-                name: String::new(),
-            };
+        if std::env::var("FAULTLINE_TEST_BACKEND").as_deref() == Ok("postgres") {
+            let admin_url = std::env::var("FAULTLINE_TEST_DATABASE_URL").expect(
+                "FAULTLINE_TEST_BACKEND=postgres needs FAULTLINE_TEST_DATABASE_URL (postgres://…)",
+            );
+            TestDatabase::postgres(admin_url)
+        } else {
+            TestDatabase::sqlite()
         }
-        let admin_url = std::env::var("FAULTLINE_TEST_DATABASE_URL").expect(
-            "FAULTLINE_TEST_BACKEND=postgres needs FAULTLINE_TEST_DATABASE_URL (postgres://…)",
-        );
+    }
+
+    /// SQLite in the server's data dir, whatever the test pass.
+    pub fn sqlite() -> TestDatabase {
+        TestDatabase {
+            url: None,
+            admin_url: String::new(),
+            name: String::new(),
+        }
+    }
+
+    /// The PostgreSQL URL of this database, if it is one.
+    pub fn url(&self) -> Option<&str> {
+        self.url.as_deref()
+    }
+
+    /// A fresh PostgreSQL database on the server of `admin_url`, dropped on drop.
+    pub fn postgres(admin_url: String) -> TestDatabase {
         let name = format!("faultline_e2e_{}", uuid_simple());
         let mut client = postgres::Client::connect(&admin_url, postgres::NoTls)
             .unwrap_or_else(|e| panic!("connect to {admin_url}: {e}"));
