@@ -43,9 +43,15 @@ pub async fn bootstrap(store: &dyn Store, public_url: &str) -> anyhow::Result<()
     }
     let email = "admin@localhost";
     let password = random_hex(12);
-    let user = store
+    let user = match store
         .create_user(email, &hash_password(&password)?, true)
-        .await?;
+        .await
+    {
+        Ok(user) => user,
+        // Another node of the cluster started at the same moment and did it.
+        Err(StoreError::Conflict(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
     let org = store.ensure_organization("faultline").await?;
     store.add_member(org.id, user.id, "owner").await?;
     let project = match store.project_by_slug("faultline", "default").await {

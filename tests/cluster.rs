@@ -1,0 +1,297 @@
+//! Several nodes on one PostgreSQL database: three `faultline serve` processes, each with its own
+//! data dir and spool, behind no balancer at all — clients talk to all three at once.
+//!
+//! What must hold: every acknowledged event is stored exactly once, the counters add up exactly,
+//! and the first events of one new error arriving at all three nodes at the same instant make
+//! one issue, not three.
+
+mod common;
+
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use common::{Process, TestDatabase, cli_in, start_in, wait_until};
+use serde_json::{Value, json};
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+struct Cluster {
+    nodes: Vec<Process>,
+    key: String,
+    project: String,
+    token: String,
+    _dirs: Vec<tempfile::TempDir>,
+    _db: TestDatabase,
+}
+
+impl Cluster {
+    fn start(admin_url: String) -> Cluster {
+        let db = TestDatabase::postgres(admin_url);
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        // All three start at once: migrations must cope (advisory lock).
+        let nodes: Vec<Process> = thread::scope(|s| {
+            let handles: Vec<_> = dirs
+                .iter()
+                .map(|d| s.spawn(|| start_in(d.path(), &db)))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let dsn = cli_in(
+            dirs[0].path(),
+            &db,
+            &[
+                "project",
+                "create",
+                "acme/cluster",
+                "--public-url",
+                &nodes[0].url,
+            ],
+            &[],
+        );
+        cli_in(
+            dirs[1].path(),
+            &db,
+            &["user", "create", "--email", "c@example.com", "--superuser"],
+            &[("FAULTLINE_PASSWORD", "cluster-test")],
+        );
+        let token = cli_in(
+            dirs[2].path(),
+            &db,
+            &["token", "create", "--email", "c@example.com"],
+            &[],
+        );
+        let key = dsn
+            .split_once("://")
+            .unwrap()
+            .1
+            .split('@')
+            .next()
+            .unwrap()
+            .to_string();
+        let project = dsn.rsplit('/').next().unwrap().to_string();
+        Cluster {
+            nodes,
+            key,
+            project,
+            token,
+            _dirs: dirs,
+            _db: db,
+        }
+    }
+
+    fn dsn(&self, node: usize) -> String {
+        let host = self.nodes[node].url.trim_start_matches("http://");
+        format!("http://{}@{host}/{}", self.key, self.project)
+    }
+
+    /// Posts one event to a node; true when acknowledged with 200.
+    fn send(&self, node: usize, event_id: &str, event: &Value) -> bool {
+        let body = format!("{{\"event_id\":\"{event_id}\"}}\n{{\"type\":\"event\"}}\n{event}");
+        agent()
+            .post(&format!(
+                "{}/api/{}/envelope/",
+                self.nodes[node].url, self.project
+            ))
+            .header(
+                "X-Sentry-Auth",
+                &format!("Sentry sentry_key={}, sentry_version=7", self.key),
+            )
+            .send(body.as_bytes())
+            .is_ok_and(|r| r.status() == 200)
+    }
+
+    /// Every issue of the project, read through one node.
+    fn issues(&self, node: usize) -> Vec<Value> {
+        let mut resp = agent()
+            .get(&format!(
+                "{}/api/0/projects/acme/cluster/issues/?query=&statsPeriod=&limit=100",
+                self.nodes[node].url
+            ))
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .call()
+            .unwrap();
+        let body: Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+        body.as_array().cloned().unwrap_or_default()
+    }
+
+    fn event_status(&self, node: usize, event_id: &str) -> u16 {
+        agent()
+            .get(&format!(
+                "{}/api/0/projects/acme/cluster/events/{event_id}/",
+                self.nodes[node].url
+            ))
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
+fn count(issue: &Value) -> i64 {
+    issue["count"]
+        .as_str()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn admin_url() -> Option<String> {
+    let url = std::env::var("FAULTLINE_TEST_DATABASE_URL").ok();
+    if url.is_none() {
+        eprintln!(
+            "skipped: FAULTLINE_TEST_DATABASE_URL is not set (several nodes need PostgreSQL)"
+        );
+    }
+    url
+}
+
+#[test]
+fn the_same_new_error_at_three_nodes_at_once_is_one_issue() {
+    let Some(url) = admin_url() else { return };
+    let cluster = Arc::new(Cluster::start(url));
+    let rounds = 8;
+    for round in 0..rounds {
+        let barrier = Arc::new(Barrier::new(3));
+        let handles: Vec<_> = (0..3)
+            .map(|node| {
+                let (cluster, barrier) = (cluster.clone(), barrier.clone());
+                thread::spawn(move || {
+                    let event = json!({
+                        "exception": {"values": [{"type": format!("RaceError{round}"), "value": "first seen everywhere",
+                            "stacktrace": {"frames": [{"module": "app.race", "function": format!("round_{round}"), "lineno": node + 1, "in_app": true}]}}]},
+                        "user": {"id": format!("user-{node}")},
+                    });
+                    barrier.wait();
+                    assert!(cluster.send(node, &format!("{round:016x}{node:016x}"), &event));
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    }
+    let issues = wait_until("every race event is digested", || {
+        let issues = cluster.issues(0);
+        let total: i64 = issues.iter().map(count).sum();
+        if total == 3 * rounds {
+            Ok(issues)
+        } else {
+            Err(format!("{total} events in {} issues", issues.len()))
+        }
+    });
+    assert_eq!(
+        issues.len() as i64,
+        rounds,
+        "one issue per new error, not one per node: {issues:#?}"
+    );
+    for issue in &issues {
+        assert_eq!(count(issue), 3, "{issue}");
+        assert_eq!(issue["userCount"], 3, "{issue}");
+    }
+}
+
+#[test]
+fn load_and_real_sdks_on_three_nodes_add_up_exactly() {
+    let Some(url) = admin_url() else { return };
+    common::require_python_sdk();
+    let cluster = Arc::new(Cluster::start(url));
+
+    // Real SDK clients, one per node, while a load runs against all three.
+    let sdk_ids = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sdk_clients: Vec<_> = (0..3)
+        .map(|node| {
+            let (dsn, sdk_ids) = (cluster.dsn(node), sdk_ids.clone());
+            thread::spawn(move || {
+                let report = common::run_client(&common::python(), &["python_client.py"], &dsn);
+                let mut ids = sdk_ids.lock().unwrap();
+                for key in ["exception_ids", "message_ids"] {
+                    for id in report[key].as_array().into_iter().flatten() {
+                        ids.push(id.as_str().unwrap().replace('-', ""));
+                    }
+                }
+            })
+        })
+        .collect();
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let senders: Vec<_> = (0..6)
+        .map(|worker| {
+            let (cluster, acked) = (cluster.clone(), acked.clone());
+            thread::spawn(move || {
+                for n in 0..150 {
+                    let node = (worker + n) % 3;
+                    let id = format!("{worker:08x}{n:024x}");
+                    let group = n % 5;
+                    let tier = if n % 2 == 0 { "free" } else { "pro" };
+                    let event = json!({
+                        "exception": {"values": [{"type": format!("LoadError{group}"), "value": "under load",
+                            "stacktrace": {"frames": [{"module": "app.load", "function": format!("work_{group}"), "in_app": true}]}}]},
+                        "user": {"id": format!("u{}", n % 40)},
+                        "tags": {"node": node.to_string(), "tier": tier},
+                    });
+                    if cluster.send(node, &id, &event) {
+                        acked.lock().unwrap().push(id);
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in senders.into_iter().chain(sdk_clients) {
+        h.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let sdk_ids = sdk_ids.lock().unwrap().clone();
+    assert_eq!(acked.len(), 900, "every load event should be acknowledged");
+    let expected = (acked.len() + sdk_ids.len()) as i64;
+    let issues = wait_until("everything acknowledged is digested", || {
+        let issues = cluster.issues(1);
+        let total: i64 = issues.iter().map(count).sum();
+        if total == expected {
+            Ok(issues)
+        } else {
+            Err(format!("{total} of {expected}"))
+        }
+    });
+    // Exact counters: 180 events and 40 distinct users per load issue, whatever node took them.
+    for group in 0..5 {
+        let title = format!("LoadError{group}: under load");
+        let issue = issues
+            .iter()
+            .find(|i| i["title"] == title.as_str())
+            .unwrap_or_else(|| panic!("no issue {title}"));
+        assert_eq!(count(issue), 180, "{issue}");
+        assert_eq!(issue["userCount"], 8, "{issue}");
+        let mut resp = agent()
+            .get(&format!(
+                "{}/api/0/issues/{}/tags/tier/values/",
+                cluster.nodes[2].url,
+                issue["id"].as_str().unwrap()
+            ))
+            .header("Authorization", &format!("Bearer {}", cluster.token))
+            .call()
+            .unwrap();
+        let values: Value =
+            serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+        let total: i64 = values
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["count"].as_i64().unwrap())
+            .sum();
+        assert_eq!(total, 180, "tag counts add up: {values}");
+    }
+    // Every acknowledged event and every SDK event is readable through any node.
+    for (i, id) in acked.iter().chain(&sdk_ids).enumerate() {
+        assert_eq!(
+            cluster.event_status(i % 3, id),
+            200,
+            "event {id} is missing"
+        );
+    }
+}
