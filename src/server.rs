@@ -97,6 +97,10 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> 
         node_id: node.clone(),
         limits: state.limits.clone(),
     }));
+    let rate_sync = tokio::spawn(crate::ingest::ratelimit::sync_loop(
+        state.rate_limiter.clone(),
+        store.clone(),
+    ));
     let retention = tokio::spawn(worker::retention_loop(
         store.clone(),
         node,
@@ -115,6 +119,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> 
     .await?;
     digest.abort();
     retention.abort();
+    rate_sync.abort();
     Ok(())
 }
 

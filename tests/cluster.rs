@@ -295,3 +295,54 @@ fn load_and_real_sdks_on_three_nodes_add_up_exactly() {
         );
     }
 }
+
+#[test]
+fn a_key_rate_limit_holds_across_the_cluster() {
+    let Some(url) = admin_url() else { return };
+    let cluster = Cluster::start(url);
+    let resp = agent()
+        .put(&format!(
+            "{}/api/0/projects/acme/cluster/keys/{}/",
+            cluster.nodes[0].url, cluster.key
+        ))
+        .header("Authorization", &format!("Bearer {}", cluster.token))
+        .send_json(json!({"rateLimit": {"count": 10, "window": 3600}}))
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // Every node reads the new limit within its key cache lifetime.
+    let event = json!({"message": "limited"});
+    let mut id = 0u32;
+    let mut next_id = || {
+        id += 1;
+        format!("{id:032x}")
+    };
+    // Six through node 0; after a sync interval the others know about them.
+    let mut admitted = 0;
+    for _ in 0..6 {
+        admitted += cluster.send(0, &next_id(), &event) as i32;
+    }
+    assert_eq!(admitted, 6);
+    // The rest of the window's allowance is 4, wherever the events go.
+    wait_until("nodes 1 and 2 enforce the new limit", || {
+        let mut admitted_now = 0;
+        for attempt in 0..20 {
+            let node = 1 + attempt % 2;
+            if cluster.send(node, &next_id(), &event) {
+                admitted_now += 1;
+            } else {
+                return Ok(());
+            }
+        }
+        Err(format!("{admitted_now} admitted without a 429"))
+    });
+    let total = wait_until("what was admitted is digested", || {
+        thread::sleep(Duration::from_millis(1500));
+        let total: i64 = cluster.issues(0).iter().map(count).sum();
+        Ok::<_, String>(total)
+    });
+    // Past half the allowance every admission is decided by the shared count: exact.
+    assert_eq!(
+        total, 10,
+        "the cluster admitted {total} events under a limit of 10"
+    );
+}

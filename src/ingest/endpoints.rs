@@ -11,6 +11,7 @@ use base64::Engine;
 use serde_json::json;
 
 use super::auth::{self, Credentials};
+use super::ratelimit::Decision;
 use super::validate;
 use crate::envelope;
 use crate::envelope::decode::{self, DecodeError};
@@ -58,7 +59,7 @@ pub async fn envelope(
         .iter()
         .filter(|i| matches!(i.ty(), "event" | "transaction" | "feedback"))
         .count() as i64;
-    check_capacity(&state, &key, events)?;
+    check_capacity(&state, &key, events).await?;
     drop(env);
     drop(decoded);
     // The spool keeps the body as it came (compressed bodies stay compressed: fewer bytes to
@@ -114,7 +115,7 @@ pub async fn store(
     }
     let event_id = validate::check_json_event(&json, &state.limits)?
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    check_capacity(&state, &key, 1)?;
+    check_capacity(&state, &key, 1).await?;
     let meta = RecordMeta {
         project_id,
         kind: RecordKind::Store,
@@ -170,7 +171,7 @@ pub async fn security(
             .map(|_| None)
             .map_err(|_| e)
     })?;
-    check_capacity(&state, &key, 1)?;
+    check_capacity(&state, &key, 1).await?;
     let mut params = serde_json::Map::new();
     for (k, v) in auth::form_urlencoded(query.as_deref().unwrap_or("")) {
         if let Some(name) = k.strip_prefix("sentry_")
@@ -272,22 +273,63 @@ async fn authorize(
     Ok(key)
 }
 
+fn rate_limited(retry: i64) -> ApiError {
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded")
+        .with_header(header::RETRY_AFTER, retry.to_string())
+        .with_header(
+            HeaderName::from_static("x-sentry-rate-limits"),
+            format!("{retry}::key:key_quota"),
+        )
+}
+
 /// Rate limits and spool backpressure.
-fn check_capacity(state: &AppState, key: &ProjectKey, events: i64) -> Result<(), ApiError> {
+async fn check_capacity(state: &AppState, key: &ProjectKey, events: i64) -> Result<(), ApiError> {
+    let now = now() as i64;
+    if let Some(window) = key
+        .rate_limit_window
+        .filter(|_| key.rate_limit_count.is_some())
+        && events > 0
+    {
+        // The first request of a window on this node learns the cluster's count so far.
+        if let Some(start) = state.rate_limiter.unknown_window(key.id, window, now) {
+            let total = state.store.add_rate_count(key.id, start, 0).await?;
+            state.rate_limiter.seed(key.id, start, total);
+        }
+    }
     if let (Some(limit), Some(window)) = (key.rate_limit_count, key.rate_limit_window)
         && events > 0
-        && let Err(retry) = state
-            .rate_limiter
-            .check(key.id, limit, window, events, now() as i64)
     {
-        return Err(
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded")
-                .with_header(header::RETRY_AFTER, retry.to_string())
-                .with_header(
-                    HeaderName::from_static("x-sentry-rate-limits"),
-                    format!("{retry}::key:key_quota"),
-                ),
-        );
+        let limiter = &state.rate_limiter;
+        let retry = match limiter.decide(key.id, limit, window, events, now) {
+            Decision::Admit => None,
+            Decision::Refuse(retry) => Some(retry),
+            Decision::Exact {
+                start,
+                flush,
+                retry,
+            } => {
+                if flush > 0 {
+                    state.store.add_rate_count(key.id, start, flush).await?;
+                }
+                match state
+                    .store
+                    .try_add_rate_count(key.id, start, events, limit)
+                    .await?
+                {
+                    Some(total) => {
+                        limiter.learn(key.id, start, total);
+                        None
+                    }
+                    None => {
+                        limiter.learn(key.id, start, limit);
+                        Some(retry)
+                    }
+                }
+            }
+        };
+        if let Some(retry) = retry {
+            return Err(rate_limited(retry));
+        }
     }
     if state.spool.backlog() > state.limits.max_spool_backlog {
         return Err(

@@ -354,6 +354,19 @@ pub trait Store: Send + Sync {
     /// another holder's lease has not expired. Background work that one node of a cluster must
     /// do at a time runs only while its lease is held.
     async fn try_lease(&self, name: &str, holder: &str, ttl: f64) -> StoreResult<bool>;
+    /// Adds `n` to the cluster's count of a key's rate-limit window; returns the new total.
+    async fn add_rate_count(&self, key_id: i64, window_start: i64, n: i64) -> StoreResult<i64>;
+    /// Adds `n` to a window's count only if the total stays within `limit`; returns the new
+    /// total, or `None` when it would not.
+    async fn try_add_rate_count(
+        &self,
+        key_id: i64,
+        window_start: i64,
+        n: i64,
+        limit: i64,
+    ) -> StoreResult<Option<i64>>;
+    /// Drops rate-limit windows that started before `before` (Unix seconds).
+    async fn prune_rate_counts(&self, before: i64) -> StoreResult<()>;
     /// Where this node's digestion stopped.
     async fn spool_position(&self, node_id: &str) -> StoreResult<Position>;
 

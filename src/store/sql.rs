@@ -191,6 +191,54 @@ impl<B: Backend> Store for SqlStore<B> {
         .await
     }
 
+    async fn add_rate_count(&self, key_id: i64, window_start: i64, n: i64) -> StoreResult<i64> {
+        self.write(move |c| {
+            c.query_one(
+                "INSERT INTO rate_counts (key_id, window_start, count) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (key_id, window_start) \
+                 DO UPDATE SET count = rate_counts.count + excluded.count RETURNING count",
+                &sql_params![key_id, window_start, n],
+            )?
+            .int(0)
+        })
+        .await
+    }
+
+    async fn try_add_rate_count(
+        &self,
+        key_id: i64,
+        window_start: i64,
+        n: i64,
+        limit: i64,
+    ) -> StoreResult<Option<i64>> {
+        if n > limit {
+            return Ok(None);
+        }
+        self.write(move |c| {
+            c.query_opt(
+                "INSERT INTO rate_counts (key_id, window_start, count) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (key_id, window_start) \
+                 DO UPDATE SET count = rate_counts.count + excluded.count \
+                 WHERE rate_counts.count + excluded.count <= ?4 RETURNING count",
+                &sql_params![key_id, window_start, n, limit],
+            )?
+            .map(|r| r.int(0))
+            .transpose()
+        })
+        .await
+    }
+
+    async fn prune_rate_counts(&self, before: i64) -> StoreResult<()> {
+        self.write(move |c| {
+            c.execute(
+                "DELETE FROM rate_counts WHERE window_start < ?1",
+                &sql_params![before],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn spool_position(&self, node_id: &str) -> StoreResult<Position> {
         let node_id = node_id.to_string();
         self.read(move |c| {

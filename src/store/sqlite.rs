@@ -17,6 +17,7 @@ use super::{StoreError, StoreResult};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_leases.sql"),
+    include_str!("../../migrations/sqlite/0003_rate_counts.sql"),
 ];
 const READERS: usize = 3;
 
