@@ -34,7 +34,10 @@ pub struct Postgres {
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         match e.code() {
-            Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(e.to_string()),
+            Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(
+                e.as_db_error()
+                    .map_or_else(|| e.to_string(), |db| db.message().to_string()),
+            ),
             _ => StoreError::Other(match e.as_db_error() {
                 Some(db) => db.to_string(),
                 None => e.to_string(),

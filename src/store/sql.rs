@@ -729,16 +729,17 @@ impl<B: Backend> Store for SqlStore<B> {
     ) -> StoreResult<(Option<String>, Option<String>)> {
         let params = sql_params![issue_id, timestamp, event_id];
         self.read(move |c| {
+            // The same order as the event lists: timestamp, then storage order.
             let prev = c.query_opt(
-                "SELECT event_id FROM events WHERE issue_id = ?1 AND \
-                 (timestamp < ?2 OR (timestamp = ?2 AND event_id < ?3)) \
-                 ORDER BY timestamp DESC, event_id DESC LIMIT 1",
+                "SELECT event_id FROM events WHERE issue_id = ?1 AND (timestamp < ?2 OR \
+                 (timestamp = ?2 AND id < (SELECT id FROM events WHERE issue_id = ?1 \
+                 AND event_id = ?3))) ORDER BY timestamp DESC, id DESC LIMIT 1",
                 &params,
             )?;
             let next = c.query_opt(
-                "SELECT event_id FROM events WHERE issue_id = ?1 AND \
-                 (timestamp > ?2 OR (timestamp = ?2 AND event_id > ?3)) \
-                 ORDER BY timestamp ASC, event_id ASC LIMIT 1",
+                "SELECT event_id FROM events WHERE issue_id = ?1 AND (timestamp > ?2 OR \
+                 (timestamp = ?2 AND id > (SELECT id FROM events WHERE issue_id = ?1 \
+                 AND event_id = ?3))) ORDER BY timestamp ASC, id ASC LIMIT 1",
                 &params,
             )?;
             Ok((
@@ -839,8 +840,10 @@ fn issue_query(f: &IssueFilter) -> (String, Vec<SqlValue>) {
     for (key, value, negated) in &f.tags {
         let k = arg(key.into(), &mut args);
         let cond = if let Some(prefix) = value.strip_suffix('*') {
-            let v = arg(format!("{}%", like_escape(prefix)).into(), &mut args);
-            format!("t.value LIKE {v} ESCAPE '\\'")
+            // Case-sensitive on both engines (SQLite's LIKE ignores ASCII case).
+            let n = arg((prefix.chars().count() as i64).into(), &mut args);
+            let v = arg(prefix.into(), &mut args);
+            format!("substr(t.value, 1, {n}) = {v}")
         } else {
             format!("t.value = {}", arg(value.into(), &mut args))
         };
@@ -923,6 +926,18 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
     let mut tags: BTreeMap<(i64, &str, &str), (i64, f64, f64)> = BTreeMap::new();
     let mut users: BTreeSet<(i64, &str)> = BTreeSet::new();
 
+    // Every fingerprint of the batch is locked first, in one order for all writers: two nodes
+    // never wait on each other in a circle, and a node that sees an event another node is
+    // storing waits for that node's commit, then sees the event (and skips it as a duplicate).
+    let fingerprints: BTreeSet<(i64, &str)> = batch
+        .events
+        .iter()
+        .map(|ev| (ev.project_id, ev.hash.as_str()))
+        .collect();
+    for (project_id, hash) in fingerprints {
+        c.lock_fingerprint(project_id, hash)?;
+    }
+
     for ev in &batch.events {
         if !seen_ids.insert((ev.project_id, ev.event_id.as_str()))
             || c.query_opt(
@@ -942,10 +957,11 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
                 id
             }
         };
-        c.execute(
+        let inserted = c.execute(
             "INSERT INTO events (project_id, event_id, issue_id, timestamp, received, release, \
              environment, trace_id, size, grouping, payload) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+             ON CONFLICT (project_id, event_id) DO NOTHING",
             &sql_params![
                 ev.project_id,
                 &ev.event_id,
@@ -960,6 +976,10 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
                 ev.payload.clone(),
             ],
         )?;
+        if inserted == 0 {
+            result.duplicates += 1;
+            continue;
+        }
         result.stored += 1;
 
         let d = deltas.entry(issue_id).or_insert_with(|| IssueDelta {
@@ -1144,14 +1164,14 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
 
 /// The issue of an event's fingerprint, created when new; reopens a resolved issue.
 ///
-/// The fingerprint lock makes the look-up and the creation one step for every writer of the
-/// database, so the first events of a new issue arriving at several nodes make one issue.
+/// The caller holds the fingerprint's lock, which makes the look-up and the creation one step
+/// for every writer of the database: the first events of a new issue arriving at several nodes
+/// make one issue.
 fn find_or_create_issue(
     c: &mut dyn Conn,
     ev: &NewEvent,
     result: &mut DigestResult,
 ) -> StoreResult<i64> {
-    c.lock_fingerprint(ev.project_id, &ev.hash)?;
     let found = c.query_opt(
         "SELECT g.issue_id, i.status FROM group_hashes g JOIN issues i ON i.id = g.issue_id \
          WHERE g.project_id = ?1 AND g.hash = ?2",

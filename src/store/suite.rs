@@ -1,1 +1,2284 @@
-//! (being written)
+//! One storage test suite, run against both backends.
+//!
+//! Every test is written once, as an `async fn(&TestDb)` that opens stores through
+//! [`crate::store::open`] and asserts only what the [`Store`] trait shows. [`store_tests!`]
+//! instantiates each of them twice, as ripgrep's `rgtest!` does per engine:
+//!
+//! - `<name>_sqlite`: a fresh SQLite file in a temporary directory;
+//! - `<name>_postgres`: a fresh database `faultline_test_<uuid>` created on the server named by
+//!   `FAULTLINE_TEST_DATABASE_URL` and dropped afterwards (also when the test fails). Unset, the
+//!   test says it skipped; set but unreachable, the test fails.
+//!
+//! Tests that play several nodes open the same database more than once ([`TestDb::open`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::Barrier;
+
+use super::*;
+use crate::spool::Position;
+
+const PG_URL_VAR: &str = "FAULTLINE_TEST_DATABASE_URL";
+
+/// An hour boundary (Unix seconds) all test timestamps start from.
+const T0: f64 = 1_699_999_200.0;
+
+// ---------------------------------------------------------------------------------------------
+// Test databases
+
+/// A fresh, empty database for one test, and the URL to open stores on it.
+struct TestDb {
+    url: String,
+    /// The directory of a SQLite database, removed on drop.
+    _dir: Option<tempfile::TempDir>,
+    /// The PostgreSQL database, dropped on drop.
+    _pg: Option<PgDatabase>,
+}
+
+impl TestDb {
+    /// A new SQLite file in a temporary directory.
+    fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("creating a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("faultline.db").display());
+        TestDb {
+            url,
+            _dir: Some(dir),
+            _pg: None,
+        }
+    }
+
+    /// A new PostgreSQL database, or `None` (after saying so) when no server is configured.
+    async fn postgres() -> Option<TestDb> {
+        let admin_url = match std::env::var(PG_URL_VAR) {
+            Ok(url) if !url.trim().is_empty() => url,
+            _ => {
+                eprintln!("skipped: {PG_URL_VAR} is not set (PostgreSQL half of the store suite)");
+                return None;
+            }
+        };
+        let name = format!("faultline_test_{}", uuid::Uuid::new_v4().simple());
+        let client = pg_admin(&admin_url).await;
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "CREATE DATABASE {name} on {}: {}",
+                    redact(&admin_url),
+                    pg_error(&e)
+                )
+            });
+        let url = with_database(&admin_url, &name);
+        Some(TestDb {
+            url,
+            _dir: None,
+            _pg: Some(PgDatabase { admin_url, name }),
+        })
+    }
+
+    /// Opens a store (one "node") on this database.
+    async fn open(&self) -> Arc<dyn Store> {
+        open(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("opening the store at {}: {e}", redact(&self.url)))
+    }
+}
+
+/// A per-test PostgreSQL database, dropped (`WITH (FORCE)`) when this guard goes, also while a
+/// failing test unwinds.
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // A thread with its own runtime: this may run inside (or after) the test's runtime.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async {
+                let (client, conn) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+                    .await
+                    .map_err(|e| pg_error(&e))?;
+                tokio::spawn(conn);
+                client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .map_err(|e| pg_error(&e))
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("warning: could not drop test database {}: {e}", self.name),
+            Err(_) => eprintln!("warning: dropping test database {} panicked", self.name),
+        }
+    }
+}
+
+/// A connection to the configured server; an unreachable server fails the test.
+async fn pg_admin(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "{PG_URL_VAR} is set but PostgreSQL at {} is unreachable: {}",
+                redact(url),
+                pg_error(&e)
+            )
+        });
+    tokio::spawn(conn);
+    client
+}
+
+fn pg_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => db.to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// `url` with its database (path) replaced by `db`, query string kept.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let authority_end = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| authority_start + i);
+    format!("{}/{db}{query}", &base[..authority_end])
+}
+
+/// Instantiates each suite test for both backends: `<test> => <name>_sqlite, <name>_postgres;`.
+macro_rules! store_tests {
+    ($($test:ident => $sqlite:ident, $postgres:ident;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            let db = TestDb::sqlite();
+            $test(&db).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            let Some(db) = TestDb::postgres().await else {
+                return;
+            };
+            $test(&db).await;
+        }
+    )*};
+}
+
+store_tests! {
+    accounts => accounts_sqlite, accounts_postgres;
+    organizations_and_projects => organizations_and_projects_sqlite,
+        organizations_and_projects_postgres;
+    keys => keys_sqlite, keys_postgres;
+    digest_groups_events_into_issues => digest_groups_events_into_issues_sqlite,
+        digest_groups_events_into_issues_postgres;
+    digest_skips_duplicates => digest_skips_duplicates_sqlite, digest_skips_duplicates_postgres;
+    digest_reopens_resolved_issues => digest_reopens_resolved_issues_sqlite,
+        digest_reopens_resolved_issues_postgres;
+    digest_counts_hours_and_tags => digest_counts_hours_and_tags_sqlite,
+        digest_counts_hours_and_tags_postgres;
+    events_listing => events_listing_sqlite, events_listing_postgres;
+    event_neighbours_follow_event_order => event_neighbours_follow_event_order_sqlite,
+        event_neighbours_follow_event_order_postgres;
+    reports_sessions_and_outcomes => reports_sessions_and_outcomes_sqlite,
+        reports_sessions_and_outcomes_postgres;
+    spool_position_is_saved_atomically => spool_position_is_saved_atomically_sqlite,
+        spool_position_is_saved_atomically_postgres;
+    list_issues_filters_and_sorts => list_issues_filters_and_sorts_sqlite,
+        list_issues_filters_and_sorts_postgres;
+    list_issues_tag_prefix_is_case_sensitive => list_issues_tag_prefix_is_case_sensitive_sqlite,
+        list_issues_tag_prefix_is_case_sensitive_postgres;
+    list_issues_text_ignores_case_beyond_ascii
+        => list_issues_text_ignores_case_beyond_ascii_sqlite,
+        list_issues_text_ignores_case_beyond_ascii_postgres;
+    retention => retention_sqlite, retention_postgres;
+    concurrent_nodes_share_issues => concurrent_nodes_share_issues_sqlite,
+        concurrent_nodes_share_issues_postgres;
+    concurrent_nodes_new_fingerprints_in_opposite_order
+        => concurrent_nodes_new_fingerprints_in_opposite_order_sqlite,
+        concurrent_nodes_new_fingerprints_in_opposite_order_postgres;
+    concurrent_nodes_same_event_stored_once => concurrent_nodes_same_event_stored_once_sqlite,
+        concurrent_nodes_same_event_stored_once_postgres;
+    leases => leases_sqlite, leases_postgres;
+    rate_counts => rate_counts_sqlite, rate_counts_postgres;
+    migrations_are_idempotent => migrations_are_idempotent_sqlite,
+        migrations_are_idempotent_postgres;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// `StoreResult` unwrapping with the call named in the message.
+trait Must<T> {
+    fn must(self, what: &str) -> T;
+}
+
+impl<T> Must<T> for StoreResult<T> {
+    fn must(self, what: &str) -> T {
+        self.unwrap_or_else(|e| panic!("{what}: {e:?}"))
+    }
+}
+
+fn expect_not_found<T: Debug>(r: StoreResult<T>, what: &str) {
+    match r {
+        Err(StoreError::NotFound) => {}
+        other => panic!("{what}: expected StoreError::NotFound, got {other:?}"),
+    }
+}
+
+fn expect_conflict<T: Debug>(r: StoreResult<T>, what: &str) {
+    match r {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("{what}: expected StoreError::Conflict, got {other:?}"),
+    }
+}
+
+async fn setup_project(store: &Arc<dyn Store>, org: &str, slug: &str) -> Project {
+    let org = store
+        .ensure_organization(org)
+        .await
+        .must("ensure_organization");
+    store
+        .create_project(org.id, slug, slug)
+        .await
+        .must("create_project")
+}
+
+/// The normalized event JSON stored as the payload of `event_id`.
+fn payload_json(event_id: &str, hash: &str) -> Value {
+    json!({"event_id": event_id, "message": format!("boom in {hash}"), "extra": {"n": 1}})
+}
+
+/// An event with plain defaults; the `EventExt` methods change what a test cares about.
+fn ev(project_id: i64, event_id: &str, hash: &str, timestamp: f64) -> NewEvent {
+    let raw = serde_json::to_vec(&payload_json(event_id, hash)).expect("event JSON");
+    NewEvent {
+        project_id,
+        event_id: event_id.to_string(),
+        hash: hash.to_string(),
+        grouping: json!({"hash": hash, "components": ["exception"]}),
+        title: format!("Error: {hash}"),
+        culprit: "app.main in handler".to_string(),
+        level: "error".to_string(),
+        event_type: "error".to_string(),
+        metadata: json!({"type": "Error", "value": hash}),
+        platform: "python".to_string(),
+        logger: None,
+        timestamp,
+        received: timestamp + 0.5,
+        release: None,
+        environment: Some("production".to_string()),
+        user_key: None,
+        trace_id: None,
+        tags: Vec::new(),
+        size: raw.len() as i64,
+        payload: zstd::encode_all(&raw[..], 1).expect("zstd"),
+    }
+}
+
+trait EventExt {
+    fn user(self, user: &str) -> Self;
+    fn release(self, release: &str) -> Self;
+    fn level(self, level: &str) -> Self;
+    fn tag(self, key: &str, value: &str) -> Self;
+    fn titled(self, title: &str, culprit: &str) -> Self;
+}
+
+impl EventExt for NewEvent {
+    fn user(mut self, user: &str) -> Self {
+        self.user_key = Some(user.to_string());
+        self
+    }
+    fn release(mut self, release: &str) -> Self {
+        self.release = Some(release.to_string());
+        self
+    }
+    fn level(mut self, level: &str) -> Self {
+        self.level = level.to_string();
+        self
+    }
+    fn tag(mut self, key: &str, value: &str) -> Self {
+        self.tags.push((key.to_string(), value.to_string()));
+        self
+    }
+    fn titled(mut self, title: &str, culprit: &str) -> Self {
+        self.title = title.to_string();
+        self.culprit = culprit.to_string();
+        self
+    }
+}
+
+fn batch(node: &str, position: (u64, u64), events: Vec<NewEvent>) -> DigestBatch {
+    DigestBatch {
+        node_id: node.to_string(),
+        position: Position {
+            segment: position.0,
+            offset: position.1,
+        },
+        events,
+        ..Default::default()
+    }
+}
+
+async fn save(store: &Arc<dyn Store>, events: Vec<NewEvent>) -> DigestResult {
+    store
+        .save_batch(Arc::new(batch("test-node", (1, 0), events)))
+        .await
+        .must("save_batch")
+}
+
+/// The issue an event was grouped into.
+async fn issue_of(store: &Arc<dyn Store>, project_id: i64, event_id: &str) -> Issue {
+    let e = store
+        .event(project_id, event_id)
+        .await
+        .must(&format!("event {event_id}"));
+    store.issue(e.issue_id).await.must("issue")
+}
+
+fn event_ids(events: &[EventRecord]) -> Vec<&str> {
+    events.iter().map(|e| e.event_id.as_str()).collect()
+}
+
+fn hour_of(ts: f64) -> i64 {
+    (ts as i64).div_euclid(3600) * 3600
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Accounts
+
+async fn accounts(db: &TestDb) {
+    let s = db.open().await;
+    assert_eq!(s.count_users().await.must("count_users"), 0);
+
+    let ada = s
+        .create_user("ada@example.com", "hash-ada", true)
+        .await
+        .must("create_user ada");
+    assert_eq!(ada.email, "ada@example.com");
+    assert_eq!(ada.password_hash, "hash-ada");
+    assert!(ada.is_superuser);
+    let bob = s
+        .create_user("bob@example.com", "hash-bob", false)
+        .await
+        .must("create_user bob");
+    assert!(!bob.is_superuser);
+    assert_ne!(ada.id, bob.id);
+    assert_eq!(s.count_users().await.must("count_users"), 2);
+
+    let found = s
+        .user_by_email("ada@example.com")
+        .await
+        .must("user_by_email");
+    assert_eq!(
+        (found.id, found.email.as_str(), found.password_hash.as_str()),
+        (ada.id, "ada@example.com", "hash-ada")
+    );
+    assert!(found.is_superuser);
+    assert!(
+        !s.user_by_email("bob@example.com")
+            .await
+            .must("user_by_email bob")
+            .is_superuser
+    );
+    expect_not_found(
+        s.user_by_email("nobody@example.com").await,
+        "user_by_email of an unknown address",
+    );
+
+    expect_conflict(
+        s.create_user("ada@example.com", "other", false).await,
+        "create_user with a taken e-mail",
+    );
+    assert_eq!(s.count_users().await.must("count_users"), 2);
+
+    s.create_token(ada.id, "sha256-of-token", "cli")
+        .await
+        .must("create_token");
+    let by_token = s
+        .user_by_token("sha256-of-token")
+        .await
+        .must("user_by_token");
+    assert_eq!(by_token.id, ada.id);
+    assert_eq!(by_token.email, "ada@example.com");
+    assert!(by_token.is_superuser);
+    expect_not_found(
+        s.user_by_token("unknown").await,
+        "user_by_token of an unknown token",
+    );
+    expect_conflict(
+        s.create_token(bob.id, "sha256-of-token", "again").await,
+        "create_token with a taken hash",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Organizations and projects
+
+async fn organizations_and_projects(db: &TestDb) {
+    let s = db.open().await;
+    let acme = s.ensure_organization("acme").await.must("ensure acme");
+    let again = s
+        .ensure_organization("acme")
+        .await
+        .must("ensure acme again");
+    assert_eq!(acme.id, again.id, "ensure_organization twice gives one org");
+    assert_eq!(acme.slug, "acme");
+    assert_eq!(
+        s.organization("acme").await.must("organization").id,
+        acme.id
+    );
+    expect_not_found(
+        s.organization("nope").await,
+        "organization of an unknown slug",
+    );
+    let globex = s.ensure_organization("globex").await.must("ensure globex");
+    assert_ne!(globex.id, acme.id);
+
+    let web = s
+        .create_project(acme.id, "web", "Web")
+        .await
+        .must("create web");
+    assert_eq!(
+        (
+            web.org_id,
+            web.org_slug.as_str(),
+            web.slug.as_str(),
+            web.name.as_str()
+        ),
+        (acme.id, "acme", "web", "Web")
+    );
+    assert_eq!((web.retention_max_events, web.retention_days), (None, None));
+    let api = s
+        .create_project(acme.id, "api", "API")
+        .await
+        .must("create api");
+    let globex_web = s
+        .create_project(globex.id, "web", "Globex Web")
+        .await
+        .must("the same slug in another organization");
+    expect_conflict(
+        s.create_project(acme.id, "web", "Again").await,
+        "create_project with a slug taken in the organization",
+    );
+
+    assert_eq!(
+        s.project_by_slug("acme", "web").await.must("by slug").id,
+        web.id
+    );
+    assert_eq!(
+        s.project_by_slug("globex", "web").await.must("by slug").id,
+        globex_web.id
+    );
+    expect_not_found(
+        s.project_by_slug("acme", "nope").await,
+        "project_by_slug of an unknown project",
+    );
+    expect_not_found(
+        s.project_by_slug("nope", "web").await,
+        "project_by_slug of an unknown organization",
+    );
+    assert_eq!(s.project(api.id).await.must("project").slug, "api");
+    expect_not_found(s.project(987_654).await, "project of an unknown id");
+    assert_eq!(s.all_projects().await.must("all_projects").len(), 3);
+
+    let admin = s.create_user("admin@x", "h", true).await.must("admin");
+    let member = s.create_user("member@x", "h", false).await.must("member");
+    let stranger = s
+        .create_user("stranger@x", "h", false)
+        .await
+        .must("stranger");
+    s.add_member(acme.id, member.id, "member")
+        .await
+        .must("add_member");
+    s.add_member(acme.id, member.id, "admin")
+        .await
+        .must("add_member again (role change)");
+
+    let slugs = |ps: Vec<Project>| {
+        ps.into_iter()
+            .map(|p| format!("{}/{}", p.org_slug, p.slug))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        slugs(s.projects_for(&admin).await.must("projects_for admin")),
+        ["acme/api", "acme/web", "globex/web"]
+    );
+    assert_eq!(
+        slugs(s.projects_for(&member).await.must("projects_for member")),
+        ["acme/api", "acme/web"]
+    );
+    assert!(
+        s.projects_for(&stranger)
+            .await
+            .must("projects_for stranger")
+            .is_empty()
+    );
+
+    let org_slugs = |os: Vec<Organization>| os.into_iter().map(|o| o.slug).collect::<Vec<_>>();
+    assert_eq!(
+        org_slugs(s.organizations_for(&admin).await.must("orgs admin")),
+        ["acme", "globex"]
+    );
+    assert_eq!(
+        org_slugs(s.organizations_for(&member).await.must("orgs member")),
+        ["acme"]
+    );
+    assert!(
+        s.organizations_for(&stranger)
+            .await
+            .must("orgs stranger")
+            .is_empty()
+    );
+
+    s.set_retention(web.id, Some(500), Some(30))
+        .await
+        .must("set_retention");
+    let p = s.project(web.id).await.must("project");
+    assert_eq!(
+        (p.retention_max_events, p.retention_days),
+        (Some(500), Some(30))
+    );
+    let other = s.project(api.id).await.must("project");
+    assert_eq!(
+        (other.retention_max_events, other.retention_days),
+        (None, None),
+        "set_retention touches one project"
+    );
+    s.set_retention(web.id, None, None)
+        .await
+        .must("set_retention back");
+    let p = s.project(web.id).await.must("project");
+    assert_eq!((p.retention_max_events, p.retention_days), (None, None));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Keys
+
+async fn keys(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+    let q = setup_project(&s, "acme", "api").await;
+
+    let k1 = s.create_key(p.id, "pk-one", "Default").await.must("key 1");
+    assert_eq!(
+        (k1.project_id, k1.public_key.as_str(), k1.label.as_str()),
+        (p.id, "pk-one", "Default")
+    );
+    assert!(k1.is_active);
+    assert_eq!((k1.rate_limit_count, k1.rate_limit_window), (None, None));
+    let k2 = s.create_key(p.id, "pk-two", "CI").await.must("key 2");
+    expect_conflict(
+        s.create_key(q.id, "pk-one", "Dup").await,
+        "create_key with a taken public key",
+    );
+
+    let found = s.key_by_public("pk-one").await.must("key_by_public");
+    assert_eq!((found.id, found.project_id), (k1.id, p.id));
+    expect_not_found(s.key_by_public("pk-none").await, "key_by_public unknown");
+
+    let ids: Vec<i64> = s
+        .keys(p.id)
+        .await
+        .must("keys")
+        .iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(ids, [k1.id, k2.id]);
+    assert!(s.keys(q.id).await.must("keys q").is_empty());
+
+    let k = s
+        .update_key(k1.id, "Renamed", false, Some((10, 60)))
+        .await
+        .must("update_key");
+    assert_eq!(k.label, "Renamed");
+    assert!(!k.is_active);
+    assert_eq!(
+        (k.rate_limit_count, k.rate_limit_window),
+        (Some(10), Some(60))
+    );
+    let k = s.key_by_public("pk-one").await.must("key_by_public");
+    assert_eq!(k.label, "Renamed");
+    assert!(!k.is_active);
+    assert_eq!(
+        (k.rate_limit_count, k.rate_limit_window),
+        (Some(10), Some(60))
+    );
+
+    let k = s
+        .update_key(k1.id, "Renamed", true, None)
+        .await
+        .must("update_key back");
+    assert!(k.is_active);
+    assert_eq!((k.rate_limit_count, k.rate_limit_window), (None, None));
+    let k = s.key_by_public("pk-one").await.must("key_by_public");
+    assert!(k.is_active);
+    assert_eq!((k.rate_limit_count, k.rate_limit_window), (None, None));
+    let untouched = s.key_by_public("pk-two").await.must("key_by_public 2");
+    assert_eq!(untouched.label, "CI");
+
+    expect_not_found(
+        s.update_key(987_654, "x", true, None).await,
+        "update_key of an unknown id",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Digest
+
+async fn digest_groups_events_into_issues(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+
+    let r = save(
+        &s,
+        vec![
+            ev(p.id, "a1", "hash-a", T0 + 10.0)
+                .user("u1")
+                .release("1.0")
+                .titled("KeyError: 'x'", "views.index"),
+            ev(p.id, "a2", "hash-a", T0 + 20.0)
+                .user("u2")
+                .release("1.1")
+                .level("warning"),
+            ev(p.id, "b1", "hash-b", T0 + 30.0).user("u1"),
+        ],
+    )
+    .await;
+    assert_eq!((r.stored, r.duplicates), (3, 0));
+    assert_eq!(r.new_issues.len(), 2, "two fingerprints, two new issues");
+    assert!(r.regressions.is_empty());
+
+    let a = issue_of(&s, p.id, "a1").await;
+    let b = issue_of(&s, p.id, "b1").await;
+    assert!(r.new_issues.contains(&a.id) && r.new_issues.contains(&b.id));
+    assert_eq!(issue_of(&s, p.id, "a2").await.id, a.id);
+    assert_ne!(a.id, b.id);
+    assert_eq!(a.project_id, p.id);
+    assert_eq!(
+        BTreeSet::from([a.short_id, b.short_id]),
+        BTreeSet::from([1, 2]),
+        "short ids count from 1 per project"
+    );
+    assert_eq!(
+        (a.title.as_str(), a.culprit.as_str()),
+        ("KeyError: 'x'", "views.index")
+    );
+    assert_eq!(
+        (a.issue_type.as_str(), a.platform.as_str()),
+        ("error", "python")
+    );
+    assert_eq!(a.metadata, json!({"type": "Error", "value": "hash-a"}));
+    assert_eq!(a.logger, None);
+    assert_eq!((a.status.as_str(), a.is_regression), ("unresolved", false));
+    assert_eq!((a.times_seen, a.user_count), (2, 2));
+    assert_eq!((a.first_seen, a.last_seen), (T0 + 10.0, T0 + 20.0));
+    assert_eq!(
+        (a.first_release.as_deref(), a.last_release.as_deref()),
+        (Some("1.0"), Some("1.1"))
+    );
+    assert_eq!(a.level, "warning", "the level of the latest event");
+    assert_eq!((b.times_seen, b.user_count), (1, 1));
+    assert_eq!((b.first_release, b.last_release), (None, None));
+
+    // An older event moves first_seen only; a newer one without a release keeps last_release;
+    // u1 again is not a new user.
+    let r = save(
+        &s,
+        vec![
+            ev(p.id, "a3", "hash-a", T0 + 5.0).user("u1").level("fatal"),
+            ev(p.id, "a4", "hash-a", T0 + 40.0)
+                .user("u3")
+                .level("error"),
+        ],
+    )
+    .await;
+    assert_eq!((r.stored, r.duplicates), (2, 0));
+    assert!(r.new_issues.is_empty(), "known fingerprint: {r:?}");
+    assert!(r.regressions.is_empty());
+    let a = s.issue(a.id).await.must("issue a");
+    assert_eq!((a.times_seen, a.user_count), (4, 3));
+    assert_eq!((a.first_seen, a.last_seen), (T0 + 5.0, T0 + 40.0));
+    assert_eq!(a.level, "error");
+    assert_eq!(
+        (a.first_release.as_deref(), a.last_release.as_deref()),
+        (Some("1.0"), Some("1.1"))
+    );
+
+    let r = save(
+        &s,
+        vec![
+            ev(p.id, "a5", "hash-a", T0 + 50.0)
+                .user("u2")
+                .release("2.0")
+                .level("info"),
+            // Older than last_seen: neither its level nor its release is the latest.
+            ev(p.id, "a6", "hash-a", T0 + 45.0)
+                .user("u4")
+                .release("1.9")
+                .level("fatal"),
+        ],
+    )
+    .await;
+    assert_eq!(r.stored, 2);
+    let a = s.issue(a.id).await.must("issue a");
+    assert_eq!((a.times_seen, a.user_count), (6, 4));
+    assert_eq!(a.last_seen, T0 + 50.0);
+    assert_eq!(a.level, "info");
+    assert_eq!(
+        (a.first_release.as_deref(), a.last_release.as_deref()),
+        (Some("1.0"), Some("2.0"))
+    );
+    // The same user on another issue counts there too.
+    let b = s.issue(b.id).await.must("issue b");
+    assert_eq!((b.times_seen, b.user_count), (1, 1));
+    assert_eq!(s.count_events(Some(p.id)).await.must("count_events"), 7);
+}
+
+async fn digest_skips_duplicates(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+    let q = setup_project(&s, "acme", "api").await;
+
+    let r = save(
+        &s,
+        vec![
+            ev(p.id, "d1", "hash-d", T0 + 1.0).user("u1"),
+            ev(p.id, "d2", "hash-d", T0 + 2.0).user("u2"),
+            ev(p.id, "d1", "hash-other", T0 + 3.0).user("u3"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (r.stored, r.duplicates),
+        (2, 1),
+        "a repeated id in one batch"
+    );
+    assert_eq!(r.new_issues.len(), 1, "the duplicate made no issue: {r:?}");
+    assert_eq!(s.count_events(Some(p.id)).await.must("count"), 2);
+    let d = issue_of(&s, p.id, "d1").await;
+    assert_eq!((d.times_seen, d.user_count), (2, 2));
+    assert_eq!(d.last_seen, T0 + 2.0);
+
+    let r = save(
+        &s,
+        vec![
+            ev(p.id, "d2", "hash-d", T0 + 4.0).user("u4"),
+            ev(p.id, "d3", "hash-d", T0 + 5.0),
+            // The same id in another project is another event.
+            ev(q.id, "d1", "hash-d", T0 + 6.0),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (r.stored, r.duplicates),
+        (2, 1),
+        "a repeated id in a later batch"
+    );
+    assert_eq!(s.count_events(Some(p.id)).await.must("count p"), 3);
+    assert_eq!(s.count_events(Some(q.id)).await.must("count q"), 1);
+    assert_eq!(s.count_events(None).await.must("count all"), 4);
+    let d = s.issue(d.id).await.must("issue");
+    assert_eq!((d.times_seen, d.user_count), (3, 2));
+    // The stored d1 is the first one.
+    let e = s.event(p.id, "d1").await.must("event d1");
+    assert_eq!(e.timestamp, T0 + 1.0);
+    assert_eq!(e.issue_id, d.id);
+}
+
+async fn digest_reopens_resolved_issues(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+
+    let r = save(&s, vec![ev(p.id, "r1", "hash-r", T0 + 1.0)]).await;
+    let id = r.new_issues[0];
+    s.set_issue_status(id, "resolved").await.must("resolve");
+    let i = s.issue(id).await.must("issue");
+    assert_eq!((i.status.as_str(), i.is_regression), ("resolved", false));
+
+    let r = save(
+        &s,
+        vec![
+            ev(p.id, "r2", "hash-r", T0 + 2.0),
+            ev(p.id, "r3", "hash-r", T0 + 3.0),
+        ],
+    )
+    .await;
+    assert_eq!(r.regressions, [id], "one regression, listed once");
+    assert!(r.new_issues.is_empty());
+    let i = s.issue(id).await.must("issue");
+    assert_eq!((i.status.as_str(), i.is_regression), ("unresolved", true));
+    assert_eq!(i.times_seen, 3);
+
+    // Further events of an unresolved issue are no regression.
+    let r = save(&s, vec![ev(p.id, "r4", "hash-r", T0 + 4.0)]).await;
+    assert!(r.regressions.is_empty(), "{r:?}");
+
+    // Ignored issues stay ignored; changing the status clears the regression flag.
+    s.set_issue_status(id, "ignored").await.must("ignore");
+    let i = s.issue(id).await.must("issue");
+    assert_eq!((i.status.as_str(), i.is_regression), ("ignored", false));
+    let r = save(&s, vec![ev(p.id, "r5", "hash-r", T0 + 5.0)]).await;
+    assert!(r.regressions.is_empty(), "{r:?}");
+    assert_eq!(s.issue(id).await.must("issue").status, "ignored");
+
+    s.set_issue_status(id, "resolved")
+        .await
+        .must("resolve again");
+    let r = save(&s, vec![ev(p.id, "r6", "hash-r", T0 + 6.0)]).await;
+    assert_eq!(r.regressions, [id]);
+    let i = s.issue(id).await.must("issue");
+    assert_eq!(
+        (i.status.as_str(), i.is_regression, i.times_seen),
+        ("unresolved", true, 6)
+    );
+
+    expect_not_found(
+        s.set_issue_status(987_654, "resolved").await,
+        "set_issue_status of an unknown issue",
+    );
+}
+
+async fn digest_counts_hours_and_tags(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+
+    let r = save(
+        &s,
+        vec![
+            ev(p.id, "h1", "hash-h", T0 + 10.0)
+                .tag("browser", "Chrome")
+                .tag("os", "Linux"),
+            ev(p.id, "h2", "hash-h", T0 + 3700.0)
+                .tag("browser", "Chrome")
+                .tag("os", "Linux"),
+            ev(p.id, "h3", "hash-h", T0 + 3800.0)
+                .tag("browser", "Firefox")
+                .tag("os", "Linux"),
+            ev(p.id, "other", "hash-other", T0 + 20.0).tag("browser", "Safari"),
+        ],
+    )
+    .await;
+    let id = issue_of(&s, p.id, "h1").await.id;
+    let other = issue_of(&s, p.id, "other").await.id;
+    assert_eq!(r.new_issues.len(), 2);
+
+    // A later batch adds to the same rows and may bring older timestamps.
+    save(
+        &s,
+        vec![
+            ev(p.id, "h4", "hash-h", T0 + 3900.0)
+                .tag("browser", "Chrome")
+                .tag("os", "Linux"),
+            ev(p.id, "h5", "hash-h", T0 + 5.0).tag("browser", "Chrome"),
+        ],
+    )
+    .await;
+
+    let hourly = s
+        .issue_hourly(&[id, other], hour_of(T0))
+        .await
+        .must("issue_hourly");
+    assert_eq!(
+        hourly.get(&id),
+        Some(&vec![(hour_of(T0), 2), (hour_of(T0) + 3600, 3)])
+    );
+    assert_eq!(hourly.get(&other), Some(&vec![(hour_of(T0), 1)]));
+    let later = s
+        .issue_hourly(&[id], hour_of(T0) + 3600)
+        .await
+        .must("issue_hourly since");
+    assert_eq!(later.get(&id), Some(&vec![(hour_of(T0) + 3600, 3)]));
+    assert_eq!(later.len(), 1);
+    assert!(
+        s.issue_hourly(&[], 0)
+            .await
+            .must("issue_hourly of nothing")
+            .is_empty()
+    );
+
+    let keys = s.issue_tag_keys(id).await.must("issue_tag_keys");
+    let keys: Vec<(&str, i64, i64)> = keys
+        .iter()
+        .map(|k| (k.key.as_str(), k.unique_values, k.total_values))
+        .collect();
+    assert_eq!(keys, [("browser", 2, 5), ("os", 1, 4)]);
+
+    let values = s
+        .issue_tag_values(id, "browser", 10, 0)
+        .await
+        .must("issue_tag_values");
+    let values: Vec<(&str, &str, i64, f64, f64)> = values
+        .iter()
+        .map(|v| {
+            (
+                v.key.as_str(),
+                v.value.as_str(),
+                v.count,
+                v.first_seen,
+                v.last_seen,
+            )
+        })
+        .collect();
+    assert_eq!(
+        values,
+        [
+            ("browser", "Chrome", 4, T0 + 5.0, T0 + 3900.0),
+            ("browser", "Firefox", 1, T0 + 3800.0, T0 + 3800.0),
+        ]
+    );
+    let page = s
+        .issue_tag_values(id, "browser", 1, 1)
+        .await
+        .must("issue_tag_values page");
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].value, "Firefox");
+    let os = s
+        .issue_tag_values(id, "os", 10, 0)
+        .await
+        .must("issue_tag_values os");
+    assert_eq!(os.len(), 1);
+    assert_eq!(
+        (os[0].count, os[0].first_seen, os[0].last_seen),
+        (4, T0 + 10.0, T0 + 3900.0)
+    );
+    assert!(
+        s.issue_tag_values(id, "nope", 10, 0)
+            .await
+            .must("unknown key")
+            .is_empty()
+    );
+    let other_keys = s.issue_tag_keys(other).await.must("other tag keys");
+    assert_eq!(other_keys.len(), 1);
+    assert_eq!(
+        (other_keys[0].unique_values, other_keys[0].total_values),
+        (1, 1)
+    );
+}
+
+async fn events_listing(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+    let q = setup_project(&s, "acme", "api").await;
+
+    let mut events: Vec<NewEvent> = (1..=5)
+        .map(|i| ev(p.id, &format!("e{i}"), "hash-e", T0 + i as f64))
+        .collect();
+    events.push(ev(p.id, "f1", "hash-f", T0 + 6.0));
+    events.push(ev(q.id, "q1", "hash-e", T0 + 7.0));
+    // Stored out of time order.
+    events.swap(0, 4);
+    save(&s, events).await;
+    let issue = issue_of(&s, p.id, "e3").await;
+
+    let all = s.issue_events(issue.id, 10, 0).await.must("issue_events");
+    assert_eq!(
+        event_ids(&all),
+        ["e5", "e4", "e3", "e2", "e1"],
+        "newest first"
+    );
+    let page = s
+        .issue_events(issue.id, 2, 2)
+        .await
+        .must("issue_events page");
+    assert_eq!(event_ids(&page), ["e3", "e2"]);
+    assert!(
+        s.issue_events(issue.id, 10, 5)
+            .await
+            .must("past the end")
+            .is_empty()
+    );
+
+    let e3 = &all[2];
+    assert_eq!(
+        (e3.project_id, e3.issue_id, e3.timestamp, e3.received),
+        (p.id, issue.id, T0 + 3.0, T0 + 3.5)
+    );
+    assert_eq!(
+        e3.payload,
+        payload_json("e3", "hash-e"),
+        "payload round trip"
+    );
+    assert_eq!(
+        e3.grouping,
+        json!({"hash": "hash-e", "components": ["exception"]})
+    );
+    let raw_len = serde_json::to_vec(&payload_json("e3", "hash-e"))
+        .expect("json")
+        .len();
+    assert_eq!(e3.size, raw_len as i64);
+
+    assert_eq!(
+        s.issue_event(issue.id, EventPick::Latest)
+            .await
+            .must("latest")
+            .event_id,
+        "e5"
+    );
+    assert_eq!(
+        s.issue_event(issue.id, EventPick::Oldest)
+            .await
+            .must("oldest")
+            .event_id,
+        "e1"
+    );
+    expect_not_found(
+        s.issue_event(987_654, EventPick::Latest).await,
+        "issue_event of an unknown issue",
+    );
+
+    let one = s.event(p.id, "e2").await.must("event");
+    assert_eq!(
+        (one.event_id.as_str(), one.timestamp, one.issue_id),
+        ("e2", T0 + 2.0, issue.id)
+    );
+    assert_eq!(one.payload, payload_json("e2", "hash-e"));
+    expect_not_found(s.event(p.id, "nope").await, "event of an unknown id");
+    expect_not_found(s.event(q.id, "e2").await, "event of another project");
+
+    let n = |prev: Option<&str>, next: Option<&str>| {
+        (prev.map(str::to_string), next.map(str::to_string))
+    };
+    assert_eq!(
+        s.event_neighbours(issue.id, T0 + 3.0, "e3")
+            .await
+            .must("neighbours"),
+        n(Some("e2"), Some("e4"))
+    );
+    assert_eq!(
+        s.event_neighbours(issue.id, T0 + 1.0, "e1")
+            .await
+            .must("neighbours"),
+        n(None, Some("e2"))
+    );
+    assert_eq!(
+        s.event_neighbours(issue.id, T0 + 5.0, "e5")
+            .await
+            .must("neighbours"),
+        n(Some("e4"), None)
+    );
+
+    let pe = s.project_events(p.id, 10, 0).await.must("project_events");
+    assert_eq!(event_ids(&pe), ["f1", "e5", "e4", "e3", "e2", "e1"]);
+    let pe = s
+        .project_events(p.id, 2, 1)
+        .await
+        .must("project_events page");
+    assert_eq!(event_ids(&pe), ["e5", "e4"]);
+    assert_eq!(
+        event_ids(&s.project_events(q.id, 10, 0).await.must("q events")),
+        ["q1"]
+    );
+
+    assert_eq!(s.count_events(Some(p.id)).await.must("count p"), 6);
+    assert_eq!(s.count_events(Some(q.id)).await.must("count q"), 1);
+    assert_eq!(s.count_events(None).await.must("count all"), 7);
+    assert_eq!(s.count_events(Some(987_654)).await.must("count none"), 0);
+}
+
+/// Events with the same timestamp: walking `event_neighbours` from the latest event must visit
+/// the events in the order `issue_events` lists them (what the UI's "older"/"newer" buttons do).
+async fn event_neighbours_follow_event_order(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+    // Stored in this order, all at one timestamp; their ids do not sort in storage order.
+    let ids = ["c-event", "a-event", "b-event"];
+    save(
+        &s,
+        ids.iter()
+            .map(|id| ev(p.id, id, "hash-tie", T0 + 1.0))
+            .collect(),
+    )
+    .await;
+    let issue = issue_of(&s, p.id, "a-event").await;
+    let listed = s.issue_events(issue.id, 10, 0).await.must("issue_events");
+    let listed: Vec<String> = listed.into_iter().map(|e| e.event_id).collect();
+    let latest = s
+        .issue_event(issue.id, EventPick::Latest)
+        .await
+        .must("latest");
+    let oldest = s
+        .issue_event(issue.id, EventPick::Oldest)
+        .await
+        .must("oldest");
+    assert_eq!(
+        Some(&latest.event_id),
+        listed.first(),
+        "latest is the first listed"
+    );
+    assert_eq!(
+        Some(&oldest.event_id),
+        listed.last(),
+        "oldest is the last listed"
+    );
+
+    let mut walked = vec![latest.event_id.clone()];
+    let (_, newer) = s
+        .event_neighbours(issue.id, T0 + 1.0, &latest.event_id)
+        .await
+        .must("neighbours of the latest");
+    assert_eq!(
+        newer, None,
+        "the latest event {} has no newer neighbour (listed: {listed:?})",
+        latest.event_id
+    );
+    while walked.len() <= ids.len() {
+        let current = walked.last().expect("non-empty").clone();
+        let (older, _) = s
+            .event_neighbours(issue.id, T0 + 1.0, &current)
+            .await
+            .must("neighbours");
+        match older {
+            Some(id) => walked.push(id),
+            None => break,
+        }
+    }
+    assert_eq!(
+        walked, listed,
+        "following 'older' from the latest event visits events in issue_events order"
+    );
+}
+
+async fn reports_sessions_and_outcomes(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+    let q = setup_project(&s, "acme", "api").await;
+
+    let report =
+        |project_id: i64, event_id: Option<&str>, comments: &str, received: f64| NewUserReport {
+            project_id,
+            event_id: event_id.map(str::to_string),
+            name: Some("Ann".to_string()),
+            email: Some("ann@example.com".to_string()),
+            comments: comments.to_string(),
+            received,
+        };
+    let sessions = vec![
+        SessionCounts {
+            project_id: p.id,
+            release: "1.0".into(),
+            environment: "production".into(),
+            hour: hour_of(T0),
+            started: 5,
+            exited: 3,
+            errored: 1,
+            crashed: 1,
+            abnormal: 0,
+            unhandled: 1,
+        };
+        2
+    ];
+    let session_users = vec![
+        SessionUser {
+            project_id: p.id,
+            release: "1.0".into(),
+            environment: "production".into(),
+            did: "user-1".into(),
+            crashed: false,
+        },
+        SessionUser {
+            project_id: p.id,
+            release: "1.0".into(),
+            environment: "production".into(),
+            did: "user-1".into(),
+            crashed: true,
+        },
+    ];
+    let outcomes = vec![
+        Outcome {
+            project_id: p.id,
+            hour: hour_of(T0),
+            source: "client",
+            category: "error".into(),
+            reason: "sample_rate".into(),
+            quantity: 4,
+        };
+        2
+    ];
+    let attachments = vec![NewAttachment {
+        project_id: p.id,
+        event_id: "r1".into(),
+        filename: "log.txt".into(),
+        content_type: Some("text/plain".into()),
+        attachment_type: "event.attachment".into(),
+        data: b"hello".to_vec(),
+    }];
+
+    let mut first = batch(
+        "node-1",
+        (1, 10),
+        vec![
+            ev(p.id, "r1", "hash-r", T0 + 1.0),
+            ev(p.id, "r2", "hash-r", T0 + 2.0),
+            ev(p.id, "s1", "hash-s", T0 + 3.0),
+        ],
+    );
+    first.user_reports = vec![
+        report(p.id, Some("r1"), "it broke", T0 + 10.0),
+        report(p.id, Some("r2"), "again", T0 + 11.0),
+        report(p.id, Some("s1"), "other issue", T0 + 12.0),
+        report(p.id, None, "no event", T0 + 13.0),
+        report(p.id, Some("unknown"), "unknown event", T0 + 14.0),
+    ];
+    first.attachments = attachments.clone();
+    first.sessions = sessions.clone();
+    first.session_users = session_users.clone();
+    first.outcomes = outcomes.clone();
+    s.save_batch(Arc::new(first)).await.must("first batch");
+
+    let r_issue = issue_of(&s, p.id, "r1").await.id;
+    let s_issue = issue_of(&s, p.id, "s1").await.id;
+    let reports = s.issue_user_reports(r_issue).await.must("reports");
+    let summary: Vec<(Option<&str>, &str)> = reports
+        .iter()
+        .map(|r| (r.event_id.as_deref(), r.comments.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [(Some("r2"), "again"), (Some("r1"), "it broke")],
+        "newest first"
+    );
+    assert_eq!(reports[1].name.as_deref(), Some("Ann"));
+    assert_eq!(reports[1].email.as_deref(), Some("ann@example.com"));
+    assert_eq!(reports[1].date_created, T0 + 10.0);
+    assert_eq!(
+        s.issue_user_reports(s_issue).await.must("reports s").len(),
+        1
+    );
+
+    // The same sessions and outcomes again (upserts), a late report, and a report for the same
+    // event id in another project.
+    let mut second = batch("node-1", (1, 20), Vec::new());
+    second.user_reports = vec![
+        report(p.id, Some("r1"), "still broken", T0 + 20.0),
+        report(q.id, Some("r1"), "other project", T0 + 21.0),
+    ];
+    second.attachments = attachments;
+    second.sessions = sessions;
+    second.session_users = session_users;
+    second.outcomes = outcomes;
+    s.save_batch(Arc::new(second))
+        .await
+        .must("second batch with the same sessions and outcomes");
+    let reports = s.issue_user_reports(r_issue).await.must("reports");
+    let comments: Vec<&str> = reports.iter().map(|r| r.comments.as_str()).collect();
+    assert_eq!(comments, ["still broken", "again", "it broke"]);
+    assert_eq!(s.count_events(Some(p.id)).await.must("count"), 3);
+}
+
+async fn spool_position_is_saved_atomically(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+    assert_eq!(
+        s.spool_position("node-1").await.must("position"),
+        Position::default()
+    );
+
+    s.save_batch(Arc::new(batch("node-1", (3, 4096), Vec::new())))
+        .await
+        .must("an empty batch");
+    assert_eq!(
+        s.spool_position("node-1").await.must("position"),
+        Position {
+            segment: 3,
+            offset: 4096
+        }
+    );
+    s.save_batch(Arc::new(batch(
+        "node-1",
+        (4, 10),
+        vec![ev(p.id, "x1", "hash-x", T0)],
+    )))
+    .await
+    .must("a batch");
+    s.save_batch(Arc::new(batch("node-2", (1, 7), Vec::new())))
+        .await
+        .must("another node");
+    assert_eq!(
+        s.spool_position("node-1").await.must("position"),
+        Position {
+            segment: 4,
+            offset: 10
+        }
+    );
+    assert_eq!(
+        s.spool_position("node-2").await.must("position"),
+        Position {
+            segment: 1,
+            offset: 7
+        }
+    );
+
+    // A batch that fails stores nothing, not even its position.
+    let failing = batch(
+        "node-1",
+        (9, 9),
+        vec![
+            ev(p.id, "x2", "hash-x", T0 + 1.0),
+            ev(987_654, "x3", "hash-x", T0 + 2.0),
+        ],
+    );
+    let r = s.save_batch(Arc::new(failing)).await;
+    assert!(
+        r.is_err(),
+        "a batch with an event of an unknown project fails: {r:?}"
+    );
+    assert_eq!(
+        s.spool_position("node-1").await.must("position"),
+        Position {
+            segment: 4,
+            offset: 10
+        }
+    );
+    assert_eq!(s.count_events(None).await.must("count"), 1);
+    expect_not_found(s.event(p.id, "x2").await, "an event of a failed batch");
+    assert_eq!(issue_of(&s, p.id, "x1").await.times_seen, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Issue lists
+
+async fn list_issues_filters_and_sorts(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+    let q = setup_project(&s, "acme", "api").await;
+
+    let i1 = |id: &str, t: f64| {
+        ev(p.id, id, "i1", T0 + t)
+            .titled(
+                "TypeError: Cannot read property 'x'",
+                "app/main.js in render",
+            )
+            .user("u1")
+            .tag("browser", "Chrome 120")
+            .tag("os", "Linux")
+            .tag("promo", "500 off")
+    };
+    let i2 = |id: &str, t: f64, user: &str| {
+        ev(p.id, id, "i2", T0 + t)
+            .titled("ValueError: bad input", "worker.py in run")
+            .level("warning")
+            .user(user)
+            .tag("browser", "Firefox")
+            .tag("os", "Windows")
+            .tag("env", "prod")
+            .tag("promo", "50%_off")
+    };
+    let i3 = |id: &str, t: f64, user: &str| {
+        ev(p.id, id, "i3", T0 + t)
+            .titled("Database TIMEOUT", "db/pool.rs in acquire")
+            .level("fatal")
+            .user(user)
+            .tag("os", "Linux")
+    };
+    save(
+        &s,
+        vec![
+            i3("c1", 50.0, "u1"),
+            i1("a1", 100.0),
+            i1("a2", 150.0),
+            i2("b1", 200.0, "u1"),
+            i1("a3", 200.0),
+            i2("b2", 220.0, "u2"),
+            i2("b3", 250.0, "u3"),
+            i1("a4", 300.0),
+            i3("c2", 400.0, "u2"),
+            ev(q.id, "d1", "i4", T0 + 500.0).titled("TypeError in q", "q.js"),
+        ],
+    )
+    .await;
+    let id1 = issue_of(&s, p.id, "a1").await.id;
+    let id2 = issue_of(&s, p.id, "b1").await.id;
+    let id3 = issue_of(&s, p.id, "c1").await.id;
+    let id4 = issue_of(&s, q.id, "d1").await.id;
+    s.set_issue_status(id3, "resolved").await.must("resolve I3");
+    let names: HashMap<i64, &str> =
+        HashMap::from([(id1, "I1"), (id2, "I2"), (id3, "I3"), (id4, "I4")]);
+
+    let base = IssueFilter {
+        project_ids: vec![p.id],
+        ..Default::default()
+    };
+    let list = |f: IssueFilter| {
+        let s = s.clone();
+        let names = names.clone();
+        async move {
+            let issues = s
+                .list_issues(&f)
+                .await
+                .unwrap_or_else(|e| panic!("list_issues {f:?}: {e:?}"));
+            issues
+                .iter()
+                .map(|i| names.get(&i.id).copied().unwrap_or("?"))
+                .collect::<Vec<_>>()
+        }
+    };
+    let set = |f: IssueFilter| {
+        let list = &list;
+        async move {
+            let mut v = list(f).await;
+            v.sort_unstable();
+            v
+        }
+    };
+
+    // Projects.
+    assert_eq!(set(base.clone()).await, ["I1", "I2", "I3"]);
+    assert_eq!(
+        set(IssueFilter {
+            project_ids: vec![p.id, q.id],
+            ..base.clone()
+        })
+        .await,
+        ["I1", "I2", "I3", "I4"]
+    );
+    assert!(
+        set(IssueFilter {
+            project_ids: vec![],
+            ..base.clone()
+        })
+        .await
+        .is_empty(),
+        "no project, no issues"
+    );
+    let i = s.issue(id1).await.must("issue");
+    assert_eq!((i.times_seen, i.user_count), (4, 1));
+    assert_eq!(
+        s.issue(id4).await.must("issue").short_id,
+        1,
+        "short ids per project"
+    );
+
+    // Sorts.
+    let sorted = |sort| IssueFilter {
+        sort,
+        ..base.clone()
+    };
+    assert_eq!(
+        list(sorted(IssueSort::LastSeen)).await,
+        ["I3", "I1", "I2"],
+        "last seen"
+    );
+    assert_eq!(
+        list(sorted(IssueSort::FirstSeen)).await,
+        ["I2", "I1", "I3"],
+        "first seen"
+    );
+    assert_eq!(
+        list(sorted(IssueSort::Events)).await,
+        ["I1", "I2", "I3"],
+        "events"
+    );
+    assert_eq!(
+        list(sorted(IssueSort::Users)).await,
+        ["I2", "I3", "I1"],
+        "users"
+    );
+
+    // Limit and offset.
+    let page = |limit, offset| IssueFilter {
+        sort: IssueSort::Events,
+        limit,
+        offset,
+        ..base.clone()
+    };
+    assert_eq!(list(page(2, 0)).await, ["I1", "I2"]);
+    assert_eq!(list(page(2, 2)).await, ["I3"]);
+    assert!(list(page(2, 3)).await.is_empty());
+    assert_eq!(list(page(1, 1)).await, ["I2"]);
+
+    // Statuses and levels.
+    let statuses = |st: &[&str]| IssueFilter {
+        statuses: st.iter().map(|s| s.to_string()).collect(),
+        ..base.clone()
+    };
+    assert_eq!(set(statuses(&["unresolved"])).await, ["I1", "I2"]);
+    assert_eq!(set(statuses(&["resolved"])).await, ["I3"]);
+    assert_eq!(
+        set(statuses(&["resolved", "unresolved"])).await,
+        ["I1", "I2", "I3"]
+    );
+    assert!(set(statuses(&["ignored"])).await.is_empty());
+    let levels = |ls: &[&str]| IssueFilter {
+        levels: ls.iter().map(|s| s.to_string()).collect(),
+        ..base.clone()
+    };
+    assert_eq!(set(levels(&["error"])).await, ["I1"]);
+    assert_eq!(set(levels(&["error", "fatal"])).await, ["I1", "I3"]);
+    assert_eq!(set(levels(&["warning"])).await, ["I2"]);
+
+    // Tags: exact, prefix, negated, combined.
+    let tags = |ts: &[(&str, &str, bool)]| IssueFilter {
+        tags: ts
+            .iter()
+            .map(|(k, v, n)| (k.to_string(), v.to_string(), *n))
+            .collect(),
+        ..base.clone()
+    };
+    assert_eq!(set(tags(&[("browser", "Chrome 120", false)])).await, ["I1"]);
+    assert!(
+        set(tags(&[("browser", "Chrome", false)])).await.is_empty(),
+        "exact match is exact"
+    );
+    assert_eq!(set(tags(&[("browser", "Chr*", false)])).await, ["I1"]);
+    assert_eq!(set(tags(&[("browser", "*", false)])).await, ["I1", "I2"]);
+    assert_eq!(
+        set(tags(&[("browser", "Chrome 120", true)])).await,
+        ["I2", "I3"],
+        "negated: issues without that value, including those without the key"
+    );
+    assert_eq!(set(tags(&[("os", "Linux", false)])).await, ["I1", "I3"]);
+    assert_eq!(
+        set(tags(&[("os", "Linux", false), ("browser", "Chr*", false)])).await,
+        ["I1"]
+    );
+    assert_eq!(
+        set(tags(&[("os", "Linux", false), ("browser", "Chr*", true)])).await,
+        ["I3"]
+    );
+    assert_eq!(
+        set(tags(&[("promo", "50%*", false)])).await,
+        ["I2"],
+        "% in a prefix is literal"
+    );
+    assert_eq!(
+        set(tags(&[("promo", "50%_*", false)])).await,
+        ["I2"],
+        "_ in a prefix is literal"
+    );
+    assert!(
+        set(tags(&[("promo", "5_0*", false)])).await.is_empty(),
+        "_ is no wildcard"
+    );
+    assert!(set(tags(&[("nope", "x", false)])).await.is_empty());
+
+    // Has.
+    let has = |ks: &[&str]| IssueFilter {
+        has: ks.iter().map(|s| s.to_string()).collect(),
+        ..base.clone()
+    };
+    assert_eq!(set(has(&["env"])).await, ["I2"]);
+    assert_eq!(set(has(&["browser"])).await, ["I1", "I2"]);
+    assert_eq!(set(has(&["browser", "env"])).await, ["I2"]);
+    assert!(set(has(&["nope"])).await.is_empty());
+
+    // Text: every word, in the title or the culprit, ignoring case.
+    let text = |ws: &[&str]| IssueFilter {
+        text: ws.iter().map(|s| s.to_string()).collect(),
+        ..base.clone()
+    };
+    assert_eq!(set(text(&["typeerror"])).await, ["I1"]);
+    assert_eq!(set(text(&["RENDER"])).await, ["I1"], "matches the culprit");
+    assert_eq!(set(text(&["database", "Timeout"])).await, ["I3"]);
+    assert!(set(text(&["timeout", "render"])).await.is_empty());
+    assert_eq!(set(text(&["error"])).await, ["I1", "I2"]);
+    assert!(set(text(&["%"])).await.is_empty(), "% is literal");
+    assert!(set(text(&["_"])).await.is_empty(), "_ is literal");
+    assert_eq!(set(text(&["main.js"])).await, ["I1"]);
+
+    // Times.
+    assert_eq!(
+        set(IssueFilter {
+            first_seen_after: Some(T0 + 100.0),
+            ..base.clone()
+        })
+        .await,
+        ["I1", "I2"]
+    );
+    assert_eq!(
+        set(IssueFilter {
+            last_seen_after: Some(T0 + 300.0),
+            ..base.clone()
+        })
+        .await,
+        ["I1", "I3"]
+    );
+    assert_eq!(
+        set(IssueFilter {
+            times_seen_min: Some(3),
+            ..base.clone()
+        })
+        .await,
+        ["I1", "I2"]
+    );
+
+    // Everything at once.
+    assert_eq!(
+        list(IssueFilter {
+            project_ids: vec![p.id, q.id],
+            statuses: vec!["unresolved".into()],
+            levels: vec!["error".into(), "warning".into()],
+            tags: vec![("os".into(), "Win*".into(), true)],
+            has: vec!["browser".into()],
+            text: vec!["TYPEERROR".into()],
+            first_seen_after: Some(T0),
+            times_seen_min: Some(2),
+            sort: IssueSort::Users,
+            ..Default::default()
+        })
+        .await,
+        ["I1"]
+    );
+}
+
+/// A tag prefix (`key:Val*`) matches case-sensitively, as the exact match does, on both
+/// backends.
+async fn list_issues_tag_prefix_is_case_sensitive(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+    save(
+        &s,
+        vec![ev(p.id, "a1", "hash-a", T0).tag("browser", "Chrome 120")],
+    )
+    .await;
+    let count = |value: &str| {
+        let s = s.clone();
+        let f = IssueFilter {
+            project_ids: vec![p.id],
+            tags: vec![("browser".into(), value.into(), false)],
+            ..Default::default()
+        };
+        async move { s.list_issues(&f).await.must("list_issues").len() }
+    };
+    assert_eq!(count("Chrome 120").await, 1);
+    assert_eq!(
+        count("chrome 120").await,
+        0,
+        "exact match is case-sensitive"
+    );
+    assert_eq!(count("Chrome*").await, 1);
+    assert_eq!(
+        count("chrome*").await,
+        0,
+        "a prefix match must be case-sensitive like the exact match (backends agree)"
+    );
+}
+
+/// Text search ignores case for non-ASCII letters too, on both backends.
+async fn list_issues_text_ignores_case_beyond_ascii(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+    save(
+        &s,
+        vec![ev(p.id, "a1", "hash-a", T0).titled("Échec de connexion à la base", "db")],
+    )
+    .await;
+    let count = |word: &str| {
+        let s = s.clone();
+        let f = IssueFilter {
+            project_ids: vec![p.id],
+            text: vec![word.into()],
+            ..Default::default()
+        };
+        async move { s.list_issues(&f).await.must("list_issues").len() }
+    };
+    assert_eq!(count("Échec").await, 1, "the title's own word, same case");
+    assert_eq!(count("connexion").await, 1);
+    assert_eq!(
+        count("échec").await,
+        1,
+        "'échec' finds 'Échec' (case-insensitive beyond ASCII)"
+    );
+    assert_eq!(count("ÉCHEC").await, 1, "'ÉCHEC' finds 'Échec'");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Retention
+
+async fn retention(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+    let q = setup_project(&s, "acme", "api").await;
+
+    let mut events: Vec<NewEvent> = (1..=4)
+        .map(|i| {
+            ev(p.id, &format!("e{i}"), "hash-a", T0 + i as f64)
+                .user(&format!("u{i}"))
+                .tag("k", "v")
+        })
+        .collect();
+    events.push(ev(p.id, "e5", "hash-b", T0 + 5.0));
+    events.push(ev(p.id, "e6", "hash-b", T0 + 6.0));
+    events.push(ev(q.id, "q1", "hash-a", T0 + 1.0));
+    events.push(ev(q.id, "q2", "hash-a", T0 + 2.0));
+    save(&s, events).await;
+    let a = issue_of(&s, p.id, "e1").await;
+    let b = issue_of(&s, p.id, "e5").await;
+    let hourly_before = s.issue_hourly(&[a.id, b.id], 0).await.must("hourly");
+
+    assert_eq!(
+        s.enforce_retention(p.id, Some(3), None)
+            .await
+            .must("enforce_retention max 3"),
+        3
+    );
+    assert_eq!(s.count_events(Some(p.id)).await.must("count p"), 3);
+    assert_eq!(
+        event_ids(&s.project_events(p.id, 10, 0).await.must("events")),
+        ["e6", "e5", "e4"],
+        "the newest are kept"
+    );
+    assert_eq!(
+        s.count_events(Some(q.id)).await.must("count q"),
+        2,
+        "other projects untouched"
+    );
+    assert_eq!(
+        s.enforce_retention(p.id, Some(3), None).await.must("again"),
+        0
+    );
+    assert_eq!(
+        s.enforce_retention(p.id, Some(10), None)
+            .await
+            .must("under the cap"),
+        0
+    );
+    assert_eq!(
+        s.enforce_retention(p.id, None, None)
+            .await
+            .must("no limits"),
+        0
+    );
+
+    assert_eq!(
+        s.enforce_retention(p.id, None, Some(T0 + 5.5))
+            .await
+            .must("min_timestamp"),
+        2
+    );
+    assert_eq!(
+        event_ids(&s.project_events(p.id, 10, 0).await.must("events")),
+        ["e6"]
+    );
+
+    // Issues keep their counters.
+    let a2 = s.issue(a.id).await.must("issue a");
+    assert_eq!(
+        (a2.times_seen, a2.user_count, a2.first_seen, a2.last_seen),
+        (4, 4, T0 + 1.0, T0 + 4.0)
+    );
+    assert_eq!(s.issue(b.id).await.must("issue b").times_seen, 2);
+    assert_eq!(
+        s.issue_hourly(&[a.id, b.id], 0).await.must("hourly"),
+        hourly_before
+    );
+    let tags = s.issue_tag_values(a.id, "k", 10, 0).await.must("tags");
+    assert_eq!(tags.len(), 1);
+    assert_eq!(tags[0].count, 4);
+    expect_not_found(
+        s.issue_event(a.id, EventPick::Latest).await,
+        "issue_event when every event of the issue was evicted",
+    );
+    assert_eq!(
+        s.issue_event(b.id, EventPick::Latest)
+            .await
+            .must("latest b")
+            .event_id,
+        "e6"
+    );
+
+    // Equal timestamps: the events listed first are the ones kept.
+    let r = setup_project(&s, "acme", "ties").await;
+    save(
+        &s,
+        (1..=4)
+            .map(|i| ev(r.id, &format!("t{i}"), "hash-t", T0))
+            .collect(),
+    )
+    .await;
+    let before = s.project_events(r.id, 10, 0).await.must("events");
+    assert_eq!(
+        s.enforce_retention(r.id, Some(3), None).await.must("ties"),
+        1
+    );
+    let after = s.project_events(r.id, 10, 0).await.must("events");
+    assert_eq!(event_ids(&after), event_ids(&before)[..3]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Several nodes on one database
+
+const BROWSERS: [&str; 3] = ["Chrome", "Firefox", "Safari"];
+
+/// What the events of one fingerprint must add up to.
+#[derive(Default)]
+struct Expected {
+    event_ids: BTreeSet<String>,
+    users: BTreeSet<String>,
+    tags: BTreeMap<(String, String), (i64, f64, f64)>,
+    hourly: BTreeMap<i64, i64>,
+    first_seen: Option<f64>,
+    last_seen: Option<f64>,
+}
+
+impl Expected {
+    fn add(&mut self, e: &NewEvent) {
+        self.event_ids.insert(e.event_id.clone());
+        if let Some(u) = &e.user_key {
+            self.users.insert(u.clone());
+        }
+        for (k, v) in &e.tags {
+            let t =
+                self.tags
+                    .entry((k.clone(), v.clone()))
+                    .or_insert((0, e.timestamp, e.timestamp));
+            t.0 += 1;
+            t.1 = t.1.min(e.timestamp);
+            t.2 = t.2.max(e.timestamp);
+        }
+        *self.hourly.entry(hour_of(e.timestamp)).or_default() += 1;
+        self.first_seen = Some(self.first_seen.map_or(e.timestamp, |t| t.min(e.timestamp)));
+        self.last_seen = Some(self.last_seen.map_or(e.timestamp, |t| t.max(e.timestamp)));
+    }
+}
+
+/// Saves `batches[node][round]` from `stores[node]`, every node's round `r` started together.
+async fn race(
+    stores: &[Arc<dyn Store>],
+    batches: Vec<Vec<Arc<DigestBatch>>>,
+) -> Vec<Vec<StoreResult<DigestResult>>> {
+    let barrier = Arc::new(Barrier::new(stores.len()));
+    let tasks: Vec<_> = stores
+        .iter()
+        .cloned()
+        .zip(batches)
+        .map(|(store, batches)| {
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                let mut results = Vec::new();
+                for batch in batches {
+                    barrier.wait().await;
+                    results.push(store.save_batch(batch).await);
+                }
+                results
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("a node's task panicked"));
+    }
+    out
+}
+
+/// Fails with every error of `results` listed.
+fn all_ok(results: Vec<Vec<StoreResult<DigestResult>>>) -> Vec<DigestResult> {
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for (node, rs) in results.into_iter().enumerate() {
+        for (round, r) in rs.into_iter().enumerate() {
+            match r {
+                Ok(r) => ok.push(r),
+                Err(e) => errors.push(format!("node {node}, round {round}: {e:?}")),
+            }
+        }
+    }
+    assert!(
+        errors.is_empty(),
+        "save_batch failed on concurrent nodes:\n  {}",
+        errors.join("\n  ")
+    );
+    ok
+}
+
+/// Checks one issue against what its events add up to.
+async fn check_issue(s: &Arc<dyn Store>, project_id: i64, hash: &str, want: &Expected) -> i64 {
+    let any = want.event_ids.iter().next().expect("events");
+    let issue = issue_of(s, project_id, any).await;
+    let listed = s
+        .issue_events(issue.id, 100_000, 0)
+        .await
+        .must("issue_events");
+    let listed: BTreeSet<String> = listed.into_iter().map(|e| e.event_id).collect();
+    assert_eq!(listed, want.event_ids, "{hash}: every event in one issue");
+    assert_eq!(
+        issue.times_seen,
+        want.event_ids.len() as i64,
+        "{hash}: times_seen (lost updates?)"
+    );
+    assert_eq!(
+        issue.user_count,
+        want.users.len() as i64,
+        "{hash}: user_count"
+    );
+    assert_eq!(
+        (Some(issue.first_seen), Some(issue.last_seen)),
+        (want.first_seen, want.last_seen),
+        "{hash}: first/last seen"
+    );
+    let hourly = s.issue_hourly(&[issue.id], 0).await.must("issue_hourly");
+    let hourly: BTreeMap<i64, i64> = hourly
+        .get(&issue.id)
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    assert_eq!(hourly, want.hourly, "{hash}: hourly counts");
+    let mut tags = BTreeMap::new();
+    for key in s.issue_tag_keys(issue.id).await.must("tag keys") {
+        for v in s
+            .issue_tag_values(issue.id, &key.key, 1000, 0)
+            .await
+            .must("tag values")
+        {
+            tags.insert((v.key, v.value), (v.count, v.first_seen, v.last_seen));
+        }
+    }
+    assert_eq!(tags, want.tags, "{hash}: tag values (count, first, last)");
+    issue.id
+}
+
+/// Two nodes save batches at the same time whose events share fingerprints (one long-lived,
+/// one new each round), users and tag values: one issue per fingerprint, exact counters.
+async fn concurrent_nodes_share_issues(db: &TestDb) {
+    const ROUNDS: usize = 8;
+    const PER_BATCH: usize = 24;
+    let a = db.open().await;
+    let b = db.open().await;
+    let p = setup_project(&a, "acme", "web").await;
+    assert_eq!(
+        b.project(p.id).await.must("node b sees the project").slug,
+        "web"
+    );
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let long_hash = format!("long-{run}");
+
+    let nodes = ["node-a", "node-b"];
+    let mut expected: BTreeMap<String, Expected> = BTreeMap::new();
+    let mut batches: Vec<Vec<Arc<DigestBatch>>> = vec![Vec::new(), Vec::new()];
+    for round in 0..ROUNDS {
+        let round_hash = format!("round-{round}-{run}");
+        for (n, node) in nodes.iter().enumerate() {
+            let events: Vec<NewEvent> = (0..PER_BATCH)
+                .map(|i| {
+                    let hash = if i % 2 == 0 { &long_hash } else { &round_hash };
+                    let ts = T0 + (round * 1800 + i * 10 + n) as f64;
+                    ev(p.id, &format!("{node}-{round}-{i}"), hash, ts)
+                        .user(&format!("user-{}", i % 5))
+                        .tag("browser", BROWSERS[i % 3])
+                        .tag("node", node)
+                })
+                .collect();
+            for e in &events {
+                expected.entry(e.hash.clone()).or_default().add(e);
+            }
+            batches[n].push(Arc::new(batch(
+                node,
+                (round as u64 + 1, 100 * (n as u64 + 1)),
+                events,
+            )));
+        }
+    }
+
+    let results = all_ok(race(&[a.clone(), b.clone()], batches).await);
+    let stored: usize = results.iter().map(|r| r.stored).sum();
+    let duplicates: usize = results.iter().map(|r| r.duplicates).sum();
+    assert_eq!(
+        (stored, duplicates),
+        (ROUNDS * 2 * PER_BATCH, 0),
+        "stored, duplicates"
+    );
+    let mut new_issues: Vec<i64> = results.iter().flat_map(|r| r.new_issues.clone()).collect();
+    new_issues.sort_unstable();
+    new_issues.dedup();
+    assert_eq!(
+        new_issues.len(),
+        ROUNDS + 1,
+        "each fingerprint is reported new once: {new_issues:?}"
+    );
+
+    let issues = a
+        .list_issues(&IssueFilter {
+            project_ids: vec![p.id],
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .must("list_issues");
+    assert_eq!(
+        issues.len(),
+        ROUNDS + 1,
+        "one issue per fingerprint (long-lived + one per round)"
+    );
+    let short_ids: BTreeSet<i64> = issues.iter().map(|i| i.short_id).collect();
+    assert_eq!(short_ids.len(), issues.len(), "short ids are unique");
+    let mut ids = BTreeSet::new();
+    for (hash, want) in &expected {
+        // Read through both nodes.
+        ids.insert(check_issue(&a, p.id, hash, want).await);
+        check_issue(&b, p.id, hash, want).await;
+    }
+    assert_eq!(ids.len(), ROUNDS + 1);
+    assert_eq!(
+        a.count_events(Some(p.id)).await.must("count"),
+        (ROUNDS * 2 * PER_BATCH) as i64
+    );
+    for (n, node) in nodes.iter().enumerate() {
+        assert_eq!(
+            b.spool_position(node).await.must("position"),
+            Position {
+                segment: ROUNDS as u64,
+                offset: 100 * (n as u64 + 1)
+            },
+            "{node}'s spool position"
+        );
+    }
+}
+
+/// Two nodes each get the first events of two new fingerprints, in opposite orders. Both
+/// batches must succeed (no deadlock between the per-fingerprint locks).
+async fn concurrent_nodes_new_fingerprints_in_opposite_order(db: &TestDb) {
+    const ROUNDS: usize = 6;
+    let a = db.open().await;
+    let b = db.open().await;
+    let p = setup_project(&a, "acme", "web").await;
+    let mut batches: Vec<Vec<Arc<DigestBatch>>> = vec![Vec::new(), Vec::new()];
+    for round in 0..ROUNDS {
+        let (h1, h2) = (format!("one-{round}"), format!("two-{round}"));
+        let t = T0 + round as f64 * 10.0;
+        batches[0].push(Arc::new(batch(
+            "node-a",
+            (round as u64 + 1, 0),
+            vec![
+                ev(p.id, &format!("a1-{round}"), &h1, t),
+                ev(p.id, &format!("a2-{round}"), &h2, t + 1.0),
+            ],
+        )));
+        batches[1].push(Arc::new(batch(
+            "node-b",
+            (round as u64 + 1, 0),
+            vec![
+                ev(p.id, &format!("b2-{round}"), &h2, t + 2.0),
+                ev(p.id, &format!("b1-{round}"), &h1, t + 3.0),
+            ],
+        )));
+    }
+    let results = all_ok(race(&[a.clone(), b.clone()], batches).await);
+    let new_issues: usize = results.iter().map(|r| r.new_issues.len()).sum();
+    assert_eq!(new_issues, 2 * ROUNDS);
+    for round in 0..ROUNDS {
+        let one = issue_of(&a, p.id, &format!("a1-{round}")).await;
+        assert_eq!(issue_of(&a, p.id, &format!("b1-{round}")).await.id, one.id);
+        assert_eq!(one.times_seen, 2);
+        let two = issue_of(&a, p.id, &format!("a2-{round}")).await;
+        assert_eq!(issue_of(&a, p.id, &format!("b2-{round}")).await.id, two.id);
+        assert_eq!(two.times_seen, 2);
+    }
+}
+
+/// The same event reaches two nodes (an SDK retry through a load balancer) and both save it at
+/// once: it is stored once, the other copy counts as a duplicate, and neither batch fails.
+async fn concurrent_nodes_same_event_stored_once(db: &TestDb) {
+    const ROUNDS: usize = 6;
+    let a = db.open().await;
+    let b = db.open().await;
+    let p = setup_project(&a, "acme", "web").await;
+    let mut batches: Vec<Vec<Arc<DigestBatch>>> = vec![Vec::new(), Vec::new()];
+    for round in 0..ROUNDS {
+        let t = T0 + round as f64 * 10.0;
+        for (n, node) in ["node-a", "node-b"].iter().enumerate() {
+            batches[n].push(Arc::new(batch(
+                node,
+                (round as u64 + 1, 0),
+                vec![
+                    ev(p.id, &format!("shared-{round}"), "hash-s", t).user("u-shared"),
+                    ev(p.id, &format!("{node}-{round}"), "hash-s", t + 1.0).user(node),
+                ],
+            )));
+        }
+    }
+    let results = all_ok(race(&[a.clone(), b.clone()], batches).await);
+    let stored: usize = results.iter().map(|r| r.stored).sum();
+    let duplicates: usize = results.iter().map(|r| r.duplicates).sum();
+    assert_eq!((stored, duplicates), (3 * ROUNDS, ROUNDS));
+    assert_eq!(
+        a.count_events(Some(p.id)).await.must("count"),
+        3 * ROUNDS as i64
+    );
+    let issue = issue_of(&a, p.id, "shared-0").await;
+    assert_eq!((issue.times_seen, issue.user_count), (3 * ROUNDS as i64, 3));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster coordination: leases and shared rate-limit counts
+
+async fn leases(db: &TestDb) {
+    let a = db.open().await;
+    let b = db.open().await;
+    assert!(a.try_lease("sweep", "node-a", 60.0).await.must("take"));
+    assert!(
+        !b.try_lease("sweep", "node-b", 60.0)
+            .await
+            .must("held elsewhere"),
+        "another node's unexpired lease"
+    );
+    assert!(a.try_lease("sweep", "node-a", 60.0).await.must("renew"));
+    assert!(
+        b.try_lease("other", "node-b", 60.0)
+            .await
+            .must("another lease")
+    );
+    // An expired lease passes to whoever asks.
+    assert!(
+        a.try_lease("old", "node-a", -1.0)
+            .await
+            .must("expired at once")
+    );
+    assert!(b.try_lease("old", "node-b", 60.0).await.must("take over"));
+    assert!(!a.try_lease("old", "node-a", 60.0).await.must("lost it"));
+
+    // Two nodes asking at once: exactly one gets each lease.
+    for round in 0..10 {
+        let name = format!("race-{round}");
+        let (ra, rb) = tokio::join!(
+            tokio::spawn({
+                let (a, name) = (a.clone(), name.clone());
+                async move { a.try_lease(&name, "node-a", 60.0).await }
+            }),
+            tokio::spawn({
+                let (b, name) = (b.clone(), name.clone());
+                async move { b.try_lease(&name, "node-b", 60.0).await }
+            }),
+        );
+        let ra = ra.expect("task").must("node a races");
+        let rb = rb.expect("task").must("node b races");
+        assert!(ra ^ rb, "{name}: exactly one holder (a: {ra}, b: {rb})");
+    }
+}
+
+async fn rate_counts(db: &TestDb) {
+    let a = db.open().await;
+    let b = db.open().await;
+    let w = 1_700_000_000;
+    assert_eq!(a.add_rate_count(1, w, 3).await.must("add"), 3);
+    assert_eq!(b.add_rate_count(1, w, 2).await.must("add on node b"), 5);
+    assert_eq!(a.add_rate_count(1, w + 60, 1).await.must("next window"), 1);
+    assert_eq!(a.add_rate_count(2, w, 7).await.must("other key"), 7);
+
+    assert_eq!(
+        a.try_add_rate_count(1, w, 4, 10).await.must("within"),
+        Some(9)
+    );
+    assert_eq!(a.try_add_rate_count(1, w, 2, 10).await.must("beyond"), None);
+    assert_eq!(
+        a.try_add_rate_count(1, w, 1, 10).await.must("up to"),
+        Some(10)
+    );
+    assert_eq!(
+        a.add_rate_count(1, w, 0).await.must("unchanged"),
+        10,
+        "a refused add leaves the count"
+    );
+    assert_eq!(
+        a.try_add_rate_count(3, w, 5, 5).await.must("fresh window"),
+        Some(5)
+    );
+    assert_eq!(
+        a.try_add_rate_count(4, w, 6, 5)
+            .await
+            .must("fresh, too many"),
+        None
+    );
+    assert_eq!(a.add_rate_count(4, w, 0).await.must("nothing added"), 0);
+
+    a.prune_rate_counts(w + 1).await.must("prune");
+    assert_eq!(
+        a.add_rate_count(1, w, 1).await.must("pruned window"),
+        1,
+        "windows before the cut are gone"
+    );
+    assert_eq!(
+        a.add_rate_count(1, w + 60, 0).await.must("kept window"),
+        1,
+        "later windows stay"
+    );
+
+    // Two nodes admitting one event at a time against one limit: never more than the limit.
+    const LIMIT: i64 = 50;
+    let admit = |store: Arc<dyn Store>| {
+        tokio::spawn(async move {
+            let mut admitted = 0;
+            for _ in 0..40 {
+                if store
+                    .try_add_rate_count(9, w, 1, LIMIT)
+                    .await
+                    .must("try_add_rate_count")
+                    .is_some()
+                {
+                    admitted += 1;
+                }
+            }
+            admitted
+        })
+    };
+    let (na, nb) = tokio::join!(admit(a.clone()), admit(b.clone()));
+    let (na, nb) = (na.expect("task"), nb.expect("task"));
+    assert_eq!(na + nb, LIMIT, "admitted by a ({na}) and b ({nb})");
+    assert_eq!(a.add_rate_count(9, w, 0).await.must("total"), LIMIT);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Migrations
+
+async fn migrations_are_idempotent(db: &TestDb) {
+    // Two nodes starting at once on a fresh database both migrate (or wait) and succeed.
+    let (first, second) = tokio::join!(
+        tokio::spawn(open_owned(db.url.clone())),
+        tokio::spawn(open_owned(db.url.clone())),
+    );
+    let first = first
+        .expect("open task")
+        .unwrap_or_else(|e| panic!("first of two concurrent opens: {e:?}"));
+    let second = second
+        .expect("open task")
+        .unwrap_or_else(|e| panic!("second of two concurrent opens: {e:?}"));
+    assert!(first.healthy().await && second.healthy().await);
+
+    let user = first
+        .create_user("ada@example.com", "h", true)
+        .await
+        .must("create_user");
+    let p = setup_project(&second, "acme", "web").await;
+    save(&first, vec![ev(p.id, "m1", "hash-m", T0)]).await;
+    drop((first, second));
+
+    // Opening again finds everything and migrates nothing twice.
+    let again = db.open().await;
+    assert!(again.healthy().await);
+    assert_eq!(
+        again
+            .user_by_email("ada@example.com")
+            .await
+            .must("user after reopening")
+            .id,
+        user.id
+    );
+    assert_eq!(again.count_events(None).await.must("count"), 1);
+    let third = db.open().await;
+    assert_eq!(third.count_users().await.must("count_users"), 1);
+    assert_eq!(
+        third
+            .project_by_slug("acme", "web")
+            .await
+            .must("project")
+            .id,
+        p.id
+    );
+    assert_eq!(third.all_projects().await.must("all_projects").len(), 1);
+}
+
+async fn open_owned(url: String) -> StoreResult<Arc<dyn Store>> {
+    open(&url).await
+}
