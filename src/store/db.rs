@@ -127,18 +127,10 @@ impl Row {
     }
 }
 
-/// The few places where the two dialects differ, answered by each engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Sqlite,
-    Postgres,
-}
-
 /// A connection (or an open transaction on one) that runs statements synchronously.
 ///
 /// Statements use numbered `?N` placeholders; engines that want another form rewrite them.
 pub trait Conn {
-    fn dialect(&self) -> Dialect;
     /// Runs a statement and returns every row.
     fn query(&mut self, sql: &str, params: &[SqlValue]) -> StoreResult<Vec<Row>>;
     /// Runs a statement and returns the number of rows it changed.

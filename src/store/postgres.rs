@@ -14,7 +14,7 @@ use tokio::runtime::Handle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
-use super::db::{Backend, Conn, Dialect, Row, SqlValue, dollar_placeholders};
+use super::db::{Backend, Conn, Row, SqlValue, dollar_placeholders};
 use super::{StoreError, StoreResult};
 
 const MIGRATIONS: &[&str] = &[
@@ -120,10 +120,6 @@ impl PgConn<'_> {
 }
 
 impl Conn for PgConn<'_> {
-    fn dialect(&self) -> Dialect {
-        Dialect::Postgres
-    }
-
     fn query(&mut self, sql: &str, params: &[SqlValue]) -> StoreResult<Vec<Row>> {
         let sql = dollar_placeholders(sql);
         let client = self.client;

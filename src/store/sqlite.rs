@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql, params_from_iter};
 
-use super::db::{Backend, Conn, Dialect, Row, SqlValue};
+use super::db::{Backend, Conn, Row, SqlValue};
 use super::{StoreError, StoreResult};
 
 const MIGRATIONS: &[&str] = &[
@@ -65,10 +65,6 @@ fn value(v: ValueRef) -> SqlValue {
 }
 
 impl Conn for Connection {
-    fn dialect(&self) -> Dialect {
-        Dialect::Sqlite
-    }
-
     fn query(&mut self, sql: &str, params: &[SqlValue]) -> StoreResult<Vec<Row>> {
         let mut stmt = self.prepare_cached(sql)?;
         let n = stmt.column_count();
