@@ -14,8 +14,8 @@ use super::process;
 
 /// Records per batch: large enough to share a transaction's cost, small enough to keep the
 /// latency from acknowledgement to visibility low.
-const BATCH_RECORDS: usize = 1000;
-const BATCH_BYTES: usize = 16 * 1024 * 1024;
+const BATCH_RECORDS: usize = 500;
+const BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// Below this many records a batch is processed on one thread.
 const PARALLEL_FROM: usize = 64;
 
@@ -26,7 +26,18 @@ pub struct Worker {
     pub limits: Arc<Limits>,
 }
 
+/// A processed batch on its way from the processing stage to the storing stage.
+struct Processed {
+    batch: Arc<DigestBatch>,
+    records: usize,
+    consumed: u64,
+}
+
 /// Runs until the task is aborted. Resumes from the position saved in the database.
+///
+/// Two stages run side by side: one reads and processes the next batch while the other stores
+/// the previous one, so parsing (spread over every core) and the database's single writer
+/// overlap. At most one processed batch waits between them.
 pub async fn run(w: Worker) {
     let start = loop {
         match w.store.spool_position(&w.node_id).await {
@@ -37,8 +48,16 @@ pub async fn run(w: Worker) {
             }
         }
     };
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::join!(process_stage(&w, start, tx), store_stage(&w, rx));
+}
+
+/// Reads the spool from `start` and sends each processed batch on.
+async fn process_stage(w: &Worker, start: Position, tx: tokio::sync::mpsc::Sender<Processed>) {
     let mut reader = Some(w.spool.reader(start));
     let mut durable = w.spool.durable();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let mut written = w.spool.written();
     loop {
         let end = *durable.borrow_and_update();
         let Some(mut r) = reader.take() else {
@@ -46,10 +65,15 @@ pub async fn run(w: Worker) {
         };
         let limits = w.limits.clone();
         let node_id = w.node_id.clone();
+        // While requests keep arriving, acknowledging them comes first: digestion then takes
+        // one core and catches up on all of them once the burst is over.
+        let now_written = w.spool.written();
+        let threads = if now_written > written { 1 } else { cores };
+        written = now_written;
         let joined = tokio::task::spawn_blocking(move || {
             let records = r.read(end, BATCH_RECORDS, BATCH_BYTES);
             let batch = records.map(|records| {
-                let mut batch = process_parallel(&records, &limits);
+                let mut batch = process_parallel(&records, &limits, threads);
                 batch.node_id = node_id;
                 batch.position = r.position();
                 (records.len(), Arc::new(batch))
@@ -66,7 +90,7 @@ pub async fn run(w: Worker) {
             }
         };
         reader = Some(r);
-        let (n, batch) = match batch {
+        let (records, batch) = match batch {
             Ok(x) => x,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the spool; retrying");
@@ -74,18 +98,32 @@ pub async fn run(w: Worker) {
                 continue;
             }
         };
-        if n == 0 {
+        if records == 0 {
             if durable.changed().await.is_err() {
                 return;
             }
             continue;
         }
-        let position = batch.position;
+        let processed = Processed {
+            batch,
+            records,
+            consumed,
+        };
+        if tx.send(processed).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Stores each processed batch (retrying until the database takes it), then lets the spool drop
+/// what is done.
+async fn store_stage(w: &Worker, mut rx: tokio::sync::mpsc::Receiver<Processed>) {
+    while let Some(p) = rx.recv().await {
         loop {
-            match w.store.save_batch(batch.clone()).await {
+            match w.store.save_batch(p.batch.clone()).await {
                 Ok(result) => {
                     tracing::debug!(
-                        records = n,
+                        records = p.records,
                         stored = result.stored,
                         duplicates = result.duplicates,
                         new_issues = result.new_issues.len(),
@@ -99,15 +137,18 @@ pub async fn run(w: Worker) {
                 }
             }
         }
-        w.spool.mark_digested(consumed);
-        w.spool.remove_before(position);
+        w.spool.mark_digested(p.consumed);
+        w.spool.remove_before(p.batch.position);
     }
 }
 
-/// Processes records on every core: parsing, normalizing and compressing events is the costly
-/// part of digestion, and records are independent. The result keeps the records' order.
-fn process_parallel(records: &[(Record, Position)], limits: &Limits) -> DigestBatch {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+/// Processes records on `threads` cores: parsing, normalizing and compressing events is the
+/// costly part of digestion, and records are independent. The result keeps the records' order.
+fn process_parallel(
+    records: &[(Record, Position)],
+    limits: &Limits,
+    threads: usize,
+) -> DigestBatch {
     if threads < 2 || records.len() < PARALLEL_FROM {
         let mut batch = DigestBatch::default();
         for (record, _) in records {

@@ -189,6 +189,11 @@ impl Spool {
         written.saturating_sub(self.stats.digested.load(Ordering::Relaxed))
     }
 
+    /// Bytes appended since the process started (and pending at start).
+    pub fn written(&self) -> u64 {
+        self.stats.written.load(Ordering::Relaxed)
+    }
+
     /// A feed of the durable end of the spool, for the digest worker.
     pub fn durable(&self) -> watch::Receiver<Position> {
         self.durable.clone()
