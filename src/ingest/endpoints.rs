@@ -71,7 +71,7 @@ pub async fn envelope(
         encoding: encoding.map(str::to_string),
         received: now(),
         client_ip: client_ip(&state, &headers, peer).map(|ip| ip.to_string()),
-        user_agent: header_str(&headers, header::USER_AGENT).map(str::to_string),
+        user_agent: user_agent(&headers),
         event_id: event_id.clone(),
         params: None,
     };
@@ -122,7 +122,7 @@ pub async fn store(
         encoding: None,
         received: now(),
         client_ip: client_ip(&state, &headers, connect.0).map(|ip| ip.to_string()),
-        user_agent: header_str(&headers, header::USER_AGENT).map(str::to_string),
+        user_agent: user_agent(&headers),
         event_id: Some(event_id.clone()),
         params: None,
     };
@@ -187,7 +187,7 @@ pub async fn security(
         encoding: None,
         received: now(),
         client_ip: client_ip(&state, &headers, peer).map(|ip| ip.to_string()),
-        user_agent: header_str(&headers, header::USER_AGENT).map(str::to_string),
+        user_agent: user_agent(&headers),
         event_id: Some(event_id.clone()),
         params: Some(params.into()),
     };
@@ -353,6 +353,11 @@ fn answer(event_id: Option<String>) -> Response {
         Some(id) => axum::Json(json!({ "id": id })).into_response(),
         None => axum::Json(json!({})).into_response(),
     }
+}
+
+/// The request's `User-Agent`, cut to a length any real one fits in.
+fn user_agent(headers: &HeaderMap) -> Option<String> {
+    header_str(headers, header::USER_AGENT).map(|ua| ua.chars().take(1024).collect())
 }
 
 fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {

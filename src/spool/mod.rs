@@ -9,7 +9,7 @@
 //!
 //! On disk: `spool/<segment>.log` files, each a sequence of records
 //! `[u32 LE payload length][u32 LE crc32 of payload][payload]`, where the payload is
-//! `[u16 LE meta length][meta JSON][body]`. A process never appends to a segment it did not
+//! `[u32 LE meta length][meta JSON][body]`. A process never appends to a segment it did not
 //! create, so a torn tail left by a crash is only ever at the end of an old segment, where the
 //! reader stops and moves on.
 
@@ -89,11 +89,11 @@ pub struct Record {
 impl Record {
     fn encode(&self, out: &mut Vec<u8>) {
         let meta = serde_json::to_vec(&self.meta).unwrap_or_default();
-        let payload_len = 2 + meta.len() + self.body.len();
+        let payload_len = 4 + meta.len() + self.body.len();
         let start = out.len();
         out.extend_from_slice(&(payload_len as u32).to_le_bytes());
         out.extend_from_slice(&[0; 4]);
-        out.extend_from_slice(&(meta.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
         out.extend_from_slice(&meta);
         out.extend_from_slice(&self.body);
         let crc = crc32fast::hash(&out[start + RECORD_HEADER..]);
@@ -101,12 +101,12 @@ impl Record {
     }
 
     fn decode(payload: &[u8]) -> Option<Record> {
-        let meta_len = u16::from_le_bytes([*payload.first()?, *payload.get(1)?]) as usize;
-        let meta = payload.get(2..2 + meta_len)?;
+        let meta_len = u32::from_le_bytes(payload.get(..4)?.try_into().ok()?) as usize;
+        let meta = payload.get(4..4 + meta_len)?;
         let meta = serde_json::from_slice(meta).ok()?;
         Some(Record {
             meta,
-            body: payload.get(2 + meta_len..)?.to_vec(),
+            body: payload.get(4 + meta_len..)?.to_vec(),
         })
     }
 }
@@ -508,6 +508,25 @@ mod tests {
         assert_eq!(ids[6], format!("{:032x}", 10));
         spool.remove_before(reader.position());
         assert_eq!(list_segments(&dir).unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn huge_request_metadata_survives() {
+        let dir = tempdir();
+        let spool = Spool::open(&dir).unwrap();
+        let mut r = record(1);
+        r.meta.user_agent = Some("x".repeat(200_000));
+        spool.append(r).await.unwrap();
+        let durable = *spool.durable().borrow();
+        let got = spool
+            .reader(Position::default())
+            .read(durable, 10, usize::MAX)
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0].0.meta.user_agent.as_ref().map(String::len),
+            Some(200_000)
+        );
     }
 
     #[tokio::test]
