@@ -394,3 +394,36 @@ fn a_rate_limited_key_gets_429_with_retry_after() {
             .contains("::key")
     );
 }
+
+#[test]
+fn odd_characters_are_stored_on_every_backend() {
+    let server = Server::start();
+    // NUL (which PostgreSQL text refuses), lone surrogates' replacement, emoji, RTL marks.
+    let event = json!({
+        "message": "nul\u{0}inside \u{202e}reversed 🔥",
+        "tags": {"weird": "a\u{0}b"},
+        "user": {"id": "\u{0}"},
+    });
+    let a = send_envelope(&server, &[], &envelope_for(&event));
+    assert_eq!(a.status, 200, "{}", a.body);
+    let marker = send_envelope(
+        &server,
+        &[],
+        &envelope_for(&json!({"message": "after the odd one"})),
+    );
+    assert_eq!(marker.status, 200);
+    let issues = common::wait_until("both events are issues", || {
+        let issues = server.issues();
+        if issues.len() == 2 {
+            Ok(issues)
+        } else {
+            Err(format!("{issues:?}"))
+        }
+    });
+    assert!(
+        issues.iter().any(|i| i["title"]
+            .as_str()
+            .is_some_and(|t| t.contains("reversed 🔥"))),
+        "{issues:?}"
+    );
+}

@@ -49,7 +49,7 @@ pub async fn run(w: Worker) {
         }
     };
     let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tokio::join!(process_stage(&w, start, tx), store_stage(&w, rx));
+    tokio::join!(process_stage(&w, start, tx), store_stage(&w, start, rx));
 }
 
 /// Reads the spool from `start` and sends each processed batch on.
@@ -115,10 +115,19 @@ async fn process_stage(w: &Worker, start: Position, tx: tokio::sync::mpsc::Sende
     }
 }
 
-/// Stores each processed batch (retrying until the database takes it), then lets the spool drop
-/// what is done.
-async fn store_stage(w: &Worker, mut rx: tokio::sync::mpsc::Receiver<Processed>) {
+/// Attempts at storing a batch before it is taken apart to find what the database refuses.
+const WHOLE_BATCH_ATTEMPTS: u32 = 3;
+
+/// Stores each processed batch, then lets the spool drop what is done.
+///
+/// A batch the database keeps refusing is stored piece by piece: pieces that fail are logged and
+/// dropped, so one poisonous event cannot stop digestion. Until the last piece, the saved spool
+/// position stays where the previous batch left it, so a crash in between digests the batch
+/// again (events already stored are recognized by their id).
+async fn store_stage(w: &Worker, start: Position, mut rx: tokio::sync::mpsc::Receiver<Processed>) {
+    let mut saved = start;
     while let Some(p) = rx.recv().await {
+        let mut attempts = 0;
         loop {
             match w.store.save_batch(p.batch.clone()).await {
                 Ok(result) => {
@@ -131,14 +140,91 @@ async fn store_stage(w: &Worker, mut rx: tokio::sync::mpsc::Receiver<Processed>)
                     );
                     break;
                 }
-                Err(e) => {
+                Err(e) if attempts + 1 < WHOLE_BATCH_ATTEMPTS => {
+                    attempts += 1;
                     tracing::error!(error = %e, "cannot store a digest batch; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
+                Err(e) => {
+                    tracing::error!(error = %e, "storing the batch piece by piece");
+                    store_piecewise(w, &p.batch, saved).await;
+                    break;
+                }
             }
         }
+        saved = p.batch.position;
         w.spool.mark_digested(p.consumed);
-        w.spool.remove_before(p.batch.position);
+        w.spool.remove_before(saved);
+    }
+}
+
+/// Stores every item of a batch on its own, then the batch's spool position.
+async fn store_piecewise(w: &Worker, batch: &DigestBatch, before: Position) {
+    let piece = |f: &dyn Fn(&mut DigestBatch)| {
+        let mut b = DigestBatch {
+            node_id: batch.node_id.clone(),
+            position: before,
+            ..Default::default()
+        };
+        f(&mut b);
+        Arc::new(b)
+    };
+    let mut pieces = Vec::new();
+    pieces.extend(
+        batch
+            .events
+            .iter()
+            .map(|e| piece(&|b| b.events.push(e.clone()))),
+    );
+    pieces.extend(
+        batch
+            .attachments
+            .iter()
+            .map(|a| piece(&|b| b.attachments.push(a.clone()))),
+    );
+    pieces.extend(
+        batch
+            .user_reports
+            .iter()
+            .map(|r| piece(&|b| b.user_reports.push(r.clone()))),
+    );
+    pieces.extend(
+        batch
+            .sessions
+            .iter()
+            .map(|s| piece(&|b| b.sessions.push(s.clone()))),
+    );
+    pieces.extend(
+        batch
+            .session_users
+            .iter()
+            .map(|u| piece(&|b| b.session_users.push(u.clone()))),
+    );
+    pieces.extend(
+        batch
+            .outcomes
+            .iter()
+            .map(|o| piece(&|b| b.outcomes.push(o.clone()))),
+    );
+    for p in pieces {
+        if let Err(e) = w.store.save_batch(p.clone()).await {
+            let event_id = p.events.first().map_or("-", |e| e.event_id.as_str());
+            tracing::error!(error = %e, event_id, "the database refuses this item; it is dropped");
+        }
+    }
+    let done = Arc::new(DigestBatch {
+        node_id: batch.node_id.clone(),
+        position: batch.position,
+        ..Default::default()
+    });
+    loop {
+        match w.store.save_batch(done.clone()).await {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot save the spool position; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
     }
 }
 
@@ -152,7 +238,7 @@ fn process_parallel(
     if threads < 2 || records.len() < PARALLEL_FROM {
         let mut batch = DigestBatch::default();
         for (record, _) in records {
-            process::record(record, limits, &mut batch);
+            record_guarded(record, limits, &mut batch);
         }
         return batch;
     }
@@ -164,7 +250,7 @@ fn process_parallel(
                 scope.spawn(move || {
                     let mut batch = DigestBatch::default();
                     for (record, _) in part {
-                        process::record(record, limits, &mut batch);
+                        record_guarded(record, limits, &mut batch);
                     }
                     batch
                 })
@@ -177,14 +263,37 @@ fn process_parallel(
     });
     let mut batch = DigestBatch::default();
     for part in parts {
-        batch.events.extend(part.events);
-        batch.attachments.extend(part.attachments);
-        batch.user_reports.extend(part.user_reports);
-        batch.sessions.extend(part.sessions);
-        batch.session_users.extend(part.session_users);
-        batch.outcomes.extend(part.outcomes);
+        batch.append(part);
     }
     batch
+}
+
+/// Processes one record; a bug that panics on some input costs that record, not digestion as a
+/// whole (it is logged and counted as an outcome, and the rest of the spool goes on).
+fn record_guarded(record: &Record, limits: &Limits, batch: &mut DigestBatch) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut part = DigestBatch::default();
+        process::record(record, limits, &mut part);
+        part
+    }));
+    match outcome {
+        Ok(part) => batch.append(part),
+        Err(_) => {
+            tracing::error!(
+                project = record.meta.project_id,
+                event_id = record.meta.event_id.as_deref().unwrap_or("-"),
+                "digesting a record panicked; it is dropped"
+            );
+            batch.outcomes.push(crate::store::Outcome {
+                project_id: record.meta.project_id,
+                hour: (record.meta.received as i64).div_euclid(3600) * 3600,
+                source: "server",
+                category: "envelope".into(),
+                reason: "internal_error".into(),
+                quantity: 1,
+            });
+        }
+    }
 }
 
 /// Evicts old events every `every`, per project settings or the server defaults

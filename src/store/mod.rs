@@ -258,6 +258,18 @@ pub struct DigestBatch {
     pub outcomes: Vec<Outcome>,
 }
 
+impl DigestBatch {
+    /// Moves everything `other` holds to the end of this batch.
+    pub fn append(&mut self, other: DigestBatch) {
+        self.events.extend(other.events);
+        self.attachments.extend(other.attachments);
+        self.user_reports.extend(other.user_reports);
+        self.sessions.extend(other.sessions);
+        self.session_users.extend(other.session_users);
+        self.outcomes.extend(other.outcomes);
+    }
+}
+
 /// What a digest batch did to issues (input for alerts).
 #[derive(Debug, Clone, Default)]
 pub struct DigestResult {

@@ -72,6 +72,8 @@ impl ToSql for SqlValue {
                 Type::INT8 => (*v as i64).to_sql(ty, out),
                 _ => v.to_sql(ty, out),
             },
+            // PostgreSQL text cannot hold NUL; SQLite can. Events may carry any character.
+            SqlValue::Text(v) if v.contains('\0') => v.replace('\0', "\u{FFFD}").to_sql(ty, out),
             SqlValue::Text(v) => v.as_str().to_sql(ty, out),
             SqlValue::Blob(v) => v.as_slice().to_sql(ty, out),
         }
