@@ -1613,7 +1613,7 @@ fn user_reports_and_feedback_show_on_the_issue() {
             (
                 json!({"type": "attachment", "length": log.len(), "filename": "log.txt",
                        "content_type": "text/plain", "attachment_type": "event.attachment"}),
-                log,
+                log.clone(),
             ),
             (
                 json!({"type": "user_report", "length": report.len()}),
@@ -1624,6 +1624,30 @@ fn user_reports_and_feedback_show_on_the_issue() {
     let a = post_envelope(&server, &server.dsn, &body);
     assert_eq!(a.expect(200)["id"], json!(event_id), "{}", a.body);
     let issue = issue_of(&server, &event_id);
+
+    // The attachment is stored with its event and can be downloaded as sent.
+    let answer = get(
+        &server,
+        &format!("projects/{ORG}/{PROJECT}/events/{event_id}/attachments/"),
+    );
+    let list = answer.expect(200).clone();
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list[0]["name"], "log.txt");
+    assert_eq!(list[0]["size"], log.len());
+    let attachment_id = list[0]["id"].as_str().unwrap().to_string();
+    let mut resp = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
+        .get(&format!(
+            "{}/api/0/projects/{ORG}/{PROJECT}/events/{event_id}/attachments/{attachment_id}/?download=1",
+            server.url
+        ))
+        .header("Authorization", &format!("Bearer {}", server.token))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.body_mut().read_to_vec().unwrap(), log);
 
     let feedback_id = new_id();
     let feedback = serde_json::to_vec(&json!({

@@ -134,3 +134,72 @@ pub async fn get_project_event_json(
     let e = project_event(&state, &user, &org, &slug, &event_id).await?;
     Ok(Json(e.payload))
 }
+
+fn attachment_json(a: &crate::store::Attachment) -> Value {
+    json!({
+        "id": a.id.to_string(),
+        "eventId": a.event_id,
+        "name": a.filename,
+        "type": a.attachment_type,
+        "mimetype": a.content_type,
+        "size": a.size,
+    })
+}
+
+/// `GET /api/0/projects/{org}/{project}/events/{event_id}/attachments/`
+pub async fn attachments(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path((org, slug, event_id)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let project = visible_project(&state, &user, &org, &slug).await?;
+    let event_id = parse_event_id(&event_id).ok_or_else(ApiError::not_found)?;
+    let list = state.store.event_attachments(project.id, &event_id).await?;
+    Ok(Json(json!(
+        list.iter().map(attachment_json).collect::<Vec<_>>()
+    )))
+}
+
+/// `GET …/events/{event_id}/attachments/{id}/`: the metadata, or with `?download=1` the bytes
+/// (always as a download, never rendered inline: their content is attacker-controlled).
+pub async fn attachment(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path((org, slug, event_id, id)): Path<(String, String, String, String)>,
+    Query(q): QueryList,
+) -> Result<Response, ApiError> {
+    let project = visible_project(&state, &user, &org, &slug).await?;
+    let event_id = parse_event_id(&event_id).ok_or_else(ApiError::not_found)?;
+    let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
+    let (meta, data) = state.store.attachment(project.id, id).await?;
+    if meta.event_id != event_id {
+        return Err(ApiError::not_found());
+    }
+    if param(&q, "download").is_none_or(|d| d == "0") {
+        return Ok(Json(attachment_json(&meta)).into_response());
+    }
+    let safe_name: String = meta
+        .filename
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .take(100)
+        .collect();
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/octet-stream".to_string(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{safe_name}\""),
+            ),
+            (
+                axum::http::header::X_CONTENT_TYPE_OPTIONS,
+                "nosniff".to_string(),
+            ),
+        ],
+        data,
+    )
+        .into_response())
+}

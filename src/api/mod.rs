@@ -62,6 +62,14 @@ pub fn routes() -> Router<AppState> {
             "/api/0/projects/{org}/{project}/events/{event_id}/json/",
             get(events::get_project_event_json),
         )
+        .route(
+            "/api/0/projects/{org}/{project}/events/{event_id}/attachments/",
+            get(events::attachments),
+        )
+        .route(
+            "/api/0/projects/{org}/{project}/events/{event_id}/attachments/{attachment_id}/",
+            get(events::attachment),
+        )
         .route("/api/0/issues/{id}/", get(issues::get).put(issues::update))
         .route("/api/0/issues/{id}/events/", get(events::list_issue))
         .route(

@@ -185,6 +185,17 @@ pub struct NewAttachment {
     pub data: Vec<u8>,
 }
 
+/// A stored attachment, without its bytes.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub id: i64,
+    pub event_id: String,
+    pub filename: String,
+    pub content_type: Option<String>,
+    pub attachment_type: String,
+    pub size: i64,
+}
+
 /// User feedback (`user_report` or `feedback` items).
 #[derive(Debug, Clone)]
 pub struct NewUserReport {
@@ -482,6 +493,14 @@ pub trait Store: Send + Sync {
         timestamp: f64,
         event_id: &str,
     ) -> StoreResult<(Option<String>, Option<String>)>;
+    /// The attachments of an event.
+    async fn event_attachments(
+        &self,
+        project_id: i64,
+        event_id: &str,
+    ) -> StoreResult<Vec<Attachment>>;
+    /// One attachment of a project, with its bytes.
+    async fn attachment(&self, project_id: i64, id: i64) -> StoreResult<(Attachment, Vec<u8>)>;
     /// User feedback attached to the events of an issue, newest first.
     async fn issue_user_reports(&self, issue_id: i64) -> StoreResult<Vec<UserReport>>;
     async fn project_events(

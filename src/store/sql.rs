@@ -151,6 +151,18 @@ pub fn decode_payload(data: &[u8]) -> Value {
         .unwrap_or(Value::Null)
 }
 
+const ATTACHMENT_COLS: &str = "id, event_id, filename, content_type, attachment_type, size";
+fn attachment_row(r: &Row) -> StoreResult<Attachment> {
+    Ok(Attachment {
+        id: r.int(0)?,
+        event_id: r.text(1)?,
+        filename: r.text(2)?,
+        content_type: r.opt_text(3)?,
+        attachment_type: r.text(4)?,
+        size: r.int(5)?,
+    })
+}
+
 fn tag_value_row(r: &Row) -> StoreResult<TagValue> {
     Ok(TagValue {
         key: r.text(0)?,
@@ -746,6 +758,41 @@ impl<B: Backend> Store for SqlStore<B> {
                 prev.map(|r| r.text(0)).transpose()?,
                 next.map(|r| r.text(0)).transpose()?,
             ))
+        })
+        .await
+    }
+
+    async fn event_attachments(
+        &self,
+        project_id: i64,
+        event_id: &str,
+    ) -> StoreResult<Vec<Attachment>> {
+        let params = sql_params![project_id, event_id];
+        self.read(move |c| {
+            all(
+                c.query(
+                    &format!(
+                        "SELECT {ATTACHMENT_COLS} FROM attachments \
+                         WHERE project_id = ?1 AND event_id = ?2 ORDER BY id"
+                    ),
+                    &params,
+                )?,
+                attachment_row,
+            )
+        })
+        .await
+    }
+
+    async fn attachment(&self, project_id: i64, id: i64) -> StoreResult<(Attachment, Vec<u8>)> {
+        self.read(move |c| {
+            let row = c.query_one(
+                &format!(
+                    "SELECT {ATTACHMENT_COLS}, data FROM attachments \
+                     WHERE project_id = ?1 AND id = ?2"
+                ),
+                &sql_params![project_id, id],
+            )?;
+            Ok((attachment_row(&row)?, row.blob(6)?))
         })
         .await
     }
