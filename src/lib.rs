@@ -10,7 +10,8 @@
 //!    bytes are on disk. On start, whatever was not yet digested is replayed.
 //! 3. [`digest`] — a worker reads the spool in batches: normalize → fingerprint → group → store,
 //!    and records how far it got in the same transaction as the data it stored.
-//! 4. [`store`] — the one storage interface ([`store::Store`]); SQLite is the embedded default.
+//! 4. [`store`] — the one storage interface ([`store::Store`]), written once in SQL that both
+//!    engines run: SQLite (the embedded default) and PostgreSQL (several nodes on one database).
 //! 5. [`api`] — Sentry's web API (`/api/0/…`) over the stored issues and events.
 //!
 //! [`server`] wires these together; [`cli`] holds the subcommands; [`config`] every setting.
