@@ -30,6 +30,18 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("cannot hash password: {e}"))
 }
 
+/// Argon2id hash of a password that was generated here with 96 random bits (the first admin's):
+/// guessing it is out of reach whatever the hash costs, so the hash is kept cheap in memory
+/// (1 MiB instead of 19), which keeps the server's memory small after its first start.
+fn hash_generated_password(password: &str) -> anyhow::Result<String> {
+    let params = argon2::Params::new(1024, 2, 1, None)
+        .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("cannot hash password: {e}"))
+}
+
 /// A new API token, in the format of Sentry's user tokens so that `sentry-cli` accepts it.
 pub fn new_token() -> String {
     format!("sntryu_{}", random_hex(32))
@@ -44,7 +56,7 @@ pub async fn bootstrap(store: &dyn Store, public_url: &str) -> anyhow::Result<()
     let email = "admin@localhost";
     let password = random_hex(12);
     let user = match store
-        .create_user(email, &hash_password(&password)?, true)
+        .create_user(email, &hash_generated_password(&password)?, true)
         .await
     {
         Ok(user) => user,
