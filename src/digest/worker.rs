@@ -242,25 +242,20 @@ fn process_parallel(
         }
         return batch;
     }
+    // rayon's threads live as long as the process: no thread (and allocator heap) is created
+    // per batch. Chunks keep the records' order when collected.
+    use rayon::prelude::*;
     let chunk = records.len().div_ceil(threads);
-    let parts: Vec<DigestBatch> = std::thread::scope(|scope| {
-        let handles: Vec<_> = records
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    let mut batch = DigestBatch::default();
-                    for (record, _) in part {
-                        record_guarded(record, limits, &mut batch);
-                    }
-                    batch
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
+    let parts: Vec<DigestBatch> = records
+        .par_chunks(chunk)
+        .map(|part| {
+            let mut batch = DigestBatch::default();
+            for (record, _) in part {
+                record_guarded(record, limits, &mut batch);
+            }
+            batch
+        })
+        .collect();
     let mut batch = DigestBatch::default();
     for part in parts {
         batch.append(part);

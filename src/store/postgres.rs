@@ -24,7 +24,8 @@ const MIGRATIONS: &[&str] = &[
 ];
 /// Advisory lock key held while migrating ("faultlin" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6661_756c_746c_696e;
-const POOL_SIZE: usize = 16;
+/// As many connections as blocking threads run database calls (see `main.rs`).
+const POOL_SIZE: usize = 8;
 
 /// The PostgreSQL engine.
 pub struct Postgres {
