@@ -247,16 +247,6 @@ fn all_pages(server: &Server, first: &str) -> (Vec<Vec<Value>>, Vec<String>, Vec
 // Sending events the way SDKs do
 // ---------------------------------------------------------------------------------------------
 
-/// The DSN's key and project id.
-fn key_and_project(dsn: &str) -> (String, String) {
-    let rest = dsn.split_once("://").unwrap().1;
-    let (key, hostpath) = rest.split_once('@').unwrap();
-    (
-        key.to_string(),
-        hostpath.rsplit('/').next().unwrap().to_string(),
-    )
-}
-
 fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
@@ -291,7 +281,7 @@ fn envelope(header: &Value, items: &[(Value, Vec<u8>)]) -> Vec<u8> {
 
 /// `POST /api/{project}/envelope/` with the DSN's key in `X-Sentry-Auth`, no API token.
 fn post_envelope(server: &Server, dsn: &str, body: &[u8]) -> Answer {
-    let (key, project) = key_and_project(dsn);
+    let (key, project) = common::dsn_parts(dsn);
     let url = format!("{}/api/{project}/envelope/", server.url);
     let resp = agent()
         .post(&url)
@@ -1744,7 +1734,7 @@ fn user_reports_and_feedback_show_on_the_issue() {
 #[test]
 fn csp_reports_become_issues() {
     let server = Server::start();
-    let (key, project) = key_and_project(&server.dsn);
+    let (key, project) = common::dsn_parts(&server.dsn);
     let url = format!("{}/api/{project}/security/?sentry_key={key}", server.url);
     let report = json!({"csp-report": {
         "document-uri": "https://shop.example.com/checkout",
@@ -1872,7 +1862,7 @@ fn keys_list_create_and_deactivate() {
     assert_eq!(keys.len(), 1, "{:#}", Value::Array(keys.clone()));
     assert_eq!(keys[0]["dsn"]["public"], json!(server.dsn), "{:#}", keys[0]);
     assert_eq!(keys[0]["isActive"], true, "{:#}", keys[0]);
-    let (key, _) = key_and_project(&server.dsn);
+    let (key, _) = common::dsn_parts(&server.dsn);
     assert_eq!(keys[0]["id"], json!(key), "{:#}", keys[0]);
 
     let created = call(

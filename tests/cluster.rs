@@ -11,7 +11,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use common::{Process, TestDatabase, cli_in, start_in, wait_until};
+use common::{Process, TestDatabase, start_in, wait_until};
 use serde_json::{Value, json};
 
 fn agent() -> ureq::Agent {
@@ -43,39 +43,18 @@ impl Cluster {
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        let dsn = cli_in(
+        let common::Setup {
+            key,
+            project,
+            token,
+            ..
+        } = common::setup_in(
             dirs[0].path(),
             &db,
-            &[
-                "project",
-                "create",
-                "acme/cluster",
-                "--public-url",
-                &nodes[0].url,
-            ],
-            &[],
+            "acme/cluster",
+            &nodes[0].url,
+            "c@example.com",
         );
-        cli_in(
-            dirs[1].path(),
-            &db,
-            &["user", "create", "--email", "c@example.com", "--superuser"],
-            &[("FAULTLINE_PASSWORD", "cluster-test")],
-        );
-        let token = cli_in(
-            dirs[2].path(),
-            &db,
-            &["token", "create", "--email", "c@example.com"],
-            &[],
-        );
-        let key = dsn
-            .split_once("://")
-            .unwrap()
-            .1
-            .split('@')
-            .next()
-            .unwrap()
-            .to_string();
-        let project = dsn.rsplit('/').next().unwrap().to_string();
         Cluster {
             nodes,
             key,

@@ -15,39 +15,18 @@ fn kill_9_under_load_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
     let db = common::TestDatabase::new();
     let server = common::start_in(dir.path(), &db);
-    let dsn = common::cli_in(
+    let common::Setup {
+        key,
+        project,
+        token,
+        ..
+    } = common::setup_in(
         dir.path(),
         &db,
-        &[
-            "project",
-            "create",
-            "acme/durable",
-            "--public-url",
-            &server.url,
-        ],
-        &[],
+        "acme/durable",
+        &server.url,
+        "d@example.com",
     );
-    common::cli_in(
-        dir.path(),
-        &db,
-        &["user", "create", "--email", "d@example.com", "--superuser"],
-        &[("FAULTLINE_PASSWORD", "durability-test")],
-    );
-    let token = common::cli_in(
-        dir.path(),
-        &db,
-        &["token", "create", "--email", "d@example.com"],
-        &[],
-    );
-    let key = dsn
-        .split_once("://")
-        .unwrap()
-        .1
-        .split('@')
-        .next()
-        .unwrap()
-        .to_string();
-    let project = dsn.rsplit('/').next().unwrap().to_string();
 
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(AtomicBool::new(false));

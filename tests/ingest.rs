@@ -23,16 +23,6 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-/// The DSN's key and project id.
-fn key_and_project(dsn: &str) -> (String, String) {
-    let rest = dsn.split_once("://").unwrap().1;
-    let (key, hostpath) = rest.split_once('@').unwrap();
-    (
-        key.to_string(),
-        hostpath.rsplit('/').next().unwrap().to_string(),
-    )
-}
-
 fn post(server: &Server, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
     let mut req = agent().post(&format!("{}{path}", server.url));
     for (k, v) in headers {
@@ -68,7 +58,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 }
 
 fn send_envelope(server: &Server, headers: &[(&str, &str)], body: &[u8]) -> Answer {
-    let (key, project) = key_and_project(&server.dsn);
+    let (key, project) = common::dsn_parts(&server.dsn);
     let auth = format!("Sentry sentry_key={key}, sentry_version=7");
     let mut all = vec![("X-Sentry-Auth", auth.as_str())];
     all.extend_from_slice(headers);
@@ -99,7 +89,7 @@ fn assert_healthy(server: &Server) {
 #[test]
 fn bad_input_gets_the_right_4xx_and_the_server_stays_healthy() {
     let server = Server::start();
-    let (key, project) = key_and_project(&server.dsn);
+    let (key, project) = common::dsn_parts(&server.dsn);
 
     let a = send_envelope(
         &server,
@@ -185,7 +175,7 @@ fn bad_input_gets_the_right_4xx_and_the_server_stays_healthy() {
 #[test]
 fn every_encoding_and_shape_is_accepted_and_stored() {
     let server = Server::start();
-    let (key, project) = key_and_project(&server.dsn);
+    let (key, project) = common::dsn_parts(&server.dsn);
     let event = |m: &str| json!({"message": m, "level": "error"});
 
     let a = send_envelope(
@@ -270,7 +260,7 @@ fn every_encoding_and_shape_is_accepted_and_stored() {
 #[test]
 fn browsers_get_cors_answers_from_any_origin() {
     let server = Server::start();
-    let (_, project) = key_and_project(&server.dsn);
+    let (_, project) = common::dsn_parts(&server.dsn);
     let resp = agent()
         .options(&format!("{}/api/{project}/envelope/", server.url))
         .header("Origin", "https://shop.example.com")
@@ -351,7 +341,7 @@ fn duplicate_event_ids_are_stored_once() {
 #[test]
 fn a_rate_limited_key_gets_429_with_retry_after() {
     let server = Server::start();
-    let (key, _) = key_and_project(&server.dsn);
+    let (key, _) = common::dsn_parts(&server.dsn);
     let resp = agent()
         .put(&format!(
             "{}/api/0/projects/{}/{}/keys/{key}/",

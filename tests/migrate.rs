@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestDatabase, cli_in, start_in, wait_until};
+use common::{TestDatabase, start_in, wait_until};
 use serde_json::{Value, json};
 
 fn agent() -> ureq::Agent {
@@ -93,39 +93,18 @@ fn an_sqlite_installation_moves_to_postgres_with_everything_in_place() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = TestDatabase::sqlite();
     let server = start_in(dir.path(), &sqlite);
-    let dsn = cli_in(
+    let common::Setup {
+        key,
+        project,
+        token,
+        ..
+    } = common::setup_in(
         dir.path(),
         &sqlite,
-        &[
-            "project",
-            "create",
-            "acme/shop",
-            "--public-url",
-            &server.url,
-        ],
-        &[],
+        "acme/shop",
+        &server.url,
+        "m@example.com",
     );
-    cli_in(
-        dir.path(),
-        &sqlite,
-        &["user", "create", "--email", "m@example.com", "--superuser"],
-        &[("FAULTLINE_PASSWORD", "migration-test")],
-    );
-    let token = cli_in(
-        dir.path(),
-        &sqlite,
-        &["token", "create", "--email", "m@example.com"],
-        &[],
-    );
-    let key = dsn
-        .split_once("://")
-        .unwrap()
-        .1
-        .split('@')
-        .next()
-        .unwrap()
-        .to_string();
-    let project = dsn.rsplit('/').next().unwrap().to_string();
 
     // Two issues, an attachment with feedback, a session and a client report.
     let kept_id = "ab".repeat(16);

@@ -28,7 +28,7 @@ pub const ORG: &str = "acme";
 pub const PROJECT: &str = "checkout";
 /// The superuser created for the API token.
 pub const EMAIL: &str = "a@example.com";
-const PASSWORD: &str = "correct horse battery staple";
+pub const PASSWORD: &str = "correct horse battery staple";
 
 /// How long to wait for asynchronous work (startup, digest) before failing.
 const WAIT: Duration = Duration::from_secs(15);
@@ -127,21 +127,15 @@ impl Server {
             data_dir,
             database,
         };
-        server.dsn = server.cli(
-            &[
-                "project",
-                "create",
-                &format!("{ORG}/{PROJECT}"),
-                "--public-url",
-                &server.url.clone(),
-            ],
-            &[],
+        let setup = setup_in(
+            server.data_dir.path(),
+            &server.database,
+            &format!("{ORG}/{PROJECT}"),
+            &server.url,
+            EMAIL,
         );
-        server.cli(
-            &["user", "create", "--email", EMAIL, "--superuser"],
-            &[("FAULTLINE_PASSWORD", PASSWORD)],
-        );
-        server.token = server.cli(&["token", "create", "--email", EMAIL], &[]);
+        server.dsn = setup.dsn;
+        server.token = setup.token;
         assert!(
             server.dsn.starts_with("http://") && server.dsn.contains('@'),
             "`faultline project create` should print only a DSN, printed {:?}",
@@ -291,6 +285,55 @@ pub fn cli_in(data_dir: &Path, db: &TestDatabase, args: &[&str], env: &[(&str, &
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// What a new installation gives a test: a project's DSN (and its parts) and a superuser's
+/// API token.
+pub struct Setup {
+    pub dsn: String,
+    /// The DSN's public key.
+    pub key: String,
+    /// The DSN's project id.
+    pub project: String,
+    pub token: String,
+}
+
+/// Creates `org/project`, a superuser `email` and a token for them, through the CLI.
+pub fn setup_in(
+    data_dir: &Path,
+    db: &TestDatabase,
+    slug: &str,
+    public_url: &str,
+    email: &str,
+) -> Setup {
+    let dsn = cli_in(
+        data_dir,
+        db,
+        &["project", "create", slug, "--public-url", public_url],
+        &[],
+    );
+    cli_in(
+        data_dir,
+        db,
+        &["user", "create", "--email", email, "--superuser"],
+        &[("FAULTLINE_PASSWORD", PASSWORD)],
+    );
+    let token = cli_in(data_dir, db, &["token", "create", "--email", email], &[]);
+    let (key, project) = dsn_parts(&dsn);
+    Setup {
+        dsn,
+        key,
+        project,
+        token,
+    }
+}
+
+/// The public key and the project id of a DSN.
+pub fn dsn_parts(dsn: &str) -> (String, String) {
+    let rest = dsn.split_once("://").map_or(dsn, |(_, r)| r);
+    let key = rest.split('@').next().unwrap_or_default().to_string();
+    let project = dsn.rsplit('/').next().unwrap_or_default().to_string();
+    (key, project)
 }
 
 /// The database of one test server.
