@@ -84,12 +84,13 @@ pub fn from_request(
 /// Parses `Sentry sentry_key=K, sentry_version=7, sentry_client=…`.
 fn parse_sentry_header(v: &str) -> Option<Credentials> {
     let v = v.trim();
-    if v.len() < 7 || !v[..7].eq_ignore_ascii_case("sentry ") {
-        return None;
-    }
+    let rest = v
+        .get(..7)
+        .filter(|p| p.eq_ignore_ascii_case("sentry "))
+        .and_then(|_| v.get(7..))?;
     let mut key = None;
     let mut client = None;
-    for pair in v[7..].split(',') {
+    for pair in rest.split(',') {
         let Some((k, val)) = pair.split_once('=') else {
             continue;
         };
@@ -192,6 +193,13 @@ mod tests {
         let e = from_request(&h, Some("sentry_key=abc")).unwrap_err();
         assert_eq!(e.status, 401);
         assert_eq!(e.detail, "multiple authorization payloads detected");
+    }
+
+    #[test]
+    fn non_ascii_auth_headers_do_not_panic() {
+        assert_eq!(parse_sentry_header("Séntry sentry_key=abc"), None);
+        assert_eq!(parse_sentry_header("Sentr"), None);
+        assert!(parse_sentry_header("sentry sentry_key=abc").is_some());
     }
 
     #[test]
