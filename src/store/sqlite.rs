@@ -121,7 +121,9 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
         },
     )?;
     conn.execute_batch(
-        "PRAGMA synchronous = NORMAL;
+        // FULL: a commit is on disk before digestion deletes the spool records it covers, so
+        // even a power loss cannot lose them (a commit is a whole batch: the sync is cheap).
+        "PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -4000;",
