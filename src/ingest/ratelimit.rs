@@ -52,18 +52,7 @@ impl RateLimiter {
         let Ok(mut windows) = self.windows.lock() else {
             return Decision::Admit;
         };
-        let w = windows.entry(key_id).or_insert(Window {
-            start,
-            synced: 0,
-            pending: 0,
-        });
-        if w.start != start {
-            *w = Window {
-                start,
-                synced: 0,
-                pending: 0,
-            };
-        }
+        let w = current(&mut windows, key_id, start);
         if w.synced + w.pending + n > limit {
             return Decision::Refuse(retry);
         }
@@ -99,18 +88,7 @@ impl RateLimiter {
     /// Records the cluster's count of a window this node had not seen.
     pub fn seed(&self, key_id: i64, start: i64, total: i64) {
         if let Ok(mut windows) = self.windows.lock() {
-            let w = windows.entry(key_id).or_insert(Window {
-                start,
-                synced: 0,
-                pending: 0,
-            });
-            if w.start != start {
-                *w = Window {
-                    start,
-                    synced: 0,
-                    pending: 0,
-                };
-            }
+            let w = current(&mut windows, key_id, start);
             w.synced = w.synced.max(total);
         }
     }
@@ -147,6 +125,20 @@ impl RateLimiter {
             windows.retain(|_, w| w.start >= before);
         }
     }
+}
+
+/// The key's window starting at `start`, fresh when the one held is older.
+fn current(windows: &mut HashMap<i64, Window>, key_id: i64, start: i64) -> &mut Window {
+    let fresh = Window {
+        start,
+        synced: 0,
+        pending: 0,
+    };
+    let w = windows.entry(key_id).or_insert(fresh);
+    if w.start != start {
+        *w = fresh;
+    }
+    w
 }
 
 /// Syncs the limiter with the cluster every second until aborted.
