@@ -33,12 +33,15 @@ pub struct AppState {
 
 /// All routes: ingestion, the web API and health.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .merge(crate::ingest::routes(&state))
-        .merge(crate::api::routes())
+    // Request tracing on the web API only: ingestion is the hot path, and its outcomes are
+    // counted and logged where they are decided.
+    let api = crate::api::routes()
         .route("/_health/", get(health))
         .route("/_health", get(health))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http());
+    Router::new()
+        .merge(crate::ingest::routes(&state))
+        .merge(api)
         .with_state(state)
 }
 
