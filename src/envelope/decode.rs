@@ -25,6 +25,7 @@ pub fn decode<'a>(
     limits: &Limits,
 ) -> Result<Cow<'a, [u8]>, DecodeError> {
     let encoding = encoding.map(|e| e.trim().to_ascii_lowercase());
+    let hint = body.len().saturating_mul(4);
     let cap = limits
         .max_envelope_size
         .min(MIB.max(body.len().saturating_mul(limits.max_compression_ratio)));
@@ -36,20 +37,23 @@ pub fn decode<'a>(
             Ok(Cow::Borrowed(body))
         }
         Some("gzip") | Some("x-gzip") => {
-            read_capped(flate2::read::MultiGzDecoder::new(body), cap, "gzip").map(Cow::Owned)
+            read_capped(flate2::read::MultiGzDecoder::new(body), hint, cap, "gzip").map(Cow::Owned)
         }
         Some("deflate") => {
             // RFC 9110 says zlib-wrapped; some clients send raw deflate. Try both.
-            match read_capped(flate2::read::ZlibDecoder::new(body), cap, "deflate") {
-                Err(DecodeError::Corrupt(_)) => {
-                    read_capped(flate2::read::DeflateDecoder::new(body), cap, "deflate")
-                        .map(Cow::Owned)
-                }
+            match read_capped(flate2::read::ZlibDecoder::new(body), hint, cap, "deflate") {
+                Err(DecodeError::Corrupt(_)) => read_capped(
+                    flate2::read::DeflateDecoder::new(body),
+                    hint,
+                    cap,
+                    "deflate",
+                )
+                .map(Cow::Owned),
                 other => other.map(Cow::Owned),
             }
         }
         Some("br") => {
-            read_capped(brotli::Decompressor::new(body, 4096), cap, "brotli").map(Cow::Owned)
+            read_capped(brotli::Decompressor::new(body, 4096), hint, cap, "brotli").map(Cow::Owned)
         }
         Some("zstd") => {
             let mut decoder =
@@ -58,14 +62,20 @@ pub fn decode<'a>(
             decoder
                 .window_log_max(27)
                 .map_err(|_| DecodeError::Corrupt("zstd"))?;
-            read_capped(decoder, cap, "zstd").map(Cow::Owned)
+            read_capped(decoder, hint, cap, "zstd").map(Cow::Owned)
         }
         Some(other) => Err(DecodeError::Unsupported(other.to_string())),
     }
 }
 
-fn read_capped(reader: impl Read, cap: usize, kind: &'static str) -> Result<Vec<u8>, DecodeError> {
-    let mut out = Vec::new();
+fn read_capped(
+    reader: impl Read,
+    hint: usize,
+    cap: usize,
+    kind: &'static str,
+) -> Result<Vec<u8>, DecodeError> {
+    // Room for a typical ratio up front saves growing (and copying) the buffer several times.
+    let mut out = Vec::with_capacity(hint.min(cap).min(MIB));
     let mut limited = reader.take(cap as u64 + 1);
     limited
         .read_to_end(&mut out)
