@@ -5,86 +5,14 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
-use common::{ORG, PROJECT, Server, wait_until};
+use common::scenario::entry;
+use common::{Answer, ORG, PROJECT, Server, agent, answer, wait_until};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------------------------
 // HTTP helpers
 // ---------------------------------------------------------------------------------------------
-
-/// An answer: status, headers (lower-case names) and the body as JSON (or a JSON string of the
-/// text when it is not JSON).
-struct Answer {
-    what: String,
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Value,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Fails unless the status is `status`; returns the body.
-    fn expect(&self, status: u16) -> &Value {
-        assert_eq!(
-            self.status, status,
-            "{} answered {} (expected {status}): {}",
-            self.what, self.status, self.body
-        );
-        &self.body
-    }
-
-    /// Fails unless the status is `status` and the body carries a non-empty JSON `detail`.
-    fn expect_error(&self, status: u16) {
-        self.expect(status);
-        assert!(
-            self.body["detail"].as_str().is_some_and(|d| !d.is_empty()),
-            "{} answered {status} but without a JSON `detail`: {}",
-            self.what,
-            self.body
-        );
-    }
-
-    fn array(&self) -> Vec<Value> {
-        match self.expect(200) {
-            Value::Array(a) => a.clone(),
-            other => panic!("{} should answer a JSON array, answered {other}", self.what),
-        }
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
-fn answer(what: String, resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
-    let mut resp = resp.unwrap_or_else(|e| panic!("{what}: {e}"));
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    let text = resp.body_mut().read_to_string().unwrap_or_default();
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    Answer {
-        what,
-        status,
-        headers,
-        body,
-    }
-}
 
 /// `METHOD url` with optional Bearer token and JSON body. `url` is a full URL or a path.
 fn call(
@@ -402,17 +330,6 @@ fn tag<'a>(event: &'a Value, key: &str) -> Option<&'a str> {
         .iter()
         .find(|t| t["key"] == key)
         .and_then(|t| t["value"].as_str())
-}
-
-/// The `data` of an event's entry of `kind`.
-fn entry<'a>(event: &'a Value, kind: &str) -> &'a Value {
-    event["entries"]
-        .as_array()
-        .unwrap_or_else(|| panic!("event has no `entries` array: {event:#}"))
-        .iter()
-        .find(|e| e["type"] == kind)
-        .map(|e| &e["data"])
-        .unwrap_or_else(|| panic!("event has no `{kind}` entry: {:#}", event["entries"]))
 }
 
 /// Issue `count` as a number (it is a string in Sentry's API).
@@ -1625,10 +1542,7 @@ fn user_reports_and_feedback_show_on_the_issue() {
     assert_eq!(list[0]["name"], "log.txt");
     assert_eq!(list[0]["size"], log.len());
     let attachment_id = list[0]["id"].as_str().unwrap().to_string();
-    let mut resp = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent()
+    let mut resp = agent()
         .get(&format!(
             "{}/api/0/projects/{ORG}/{PROJECT}/events/{event_id}/attachments/{attachment_id}/?download=1",
             server.url

@@ -11,16 +11,8 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use common::{Process, TestDatabase, start_in, wait_until};
+use common::{Process, TestDatabase, agent, start_in, wait_until};
 use serde_json::{Value, json};
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
 
 struct Cluster {
     nodes: Vec<Process>,

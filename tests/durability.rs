@@ -77,10 +77,7 @@ fn kill_9_under_load_loses_no_acknowledged_event() {
     drop(server);
 
     let server = common::start_in(dir.path(), &db);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = common::agent();
     let count = || -> i64 {
         let mut resp = agent
             .get(&format!(

@@ -3,18 +3,8 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{TestDatabase, start_in, wait_until};
+use common::{TestDatabase, agent, start_in, wait_until};
 use serde_json::{Value, json};
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
 
 fn get(url: &str, token: &str) -> (u16, Value) {
     let mut resp = agent()

@@ -431,6 +431,85 @@ fn uuid_simple() -> String {
     format!("{:x}{:x}", nanos, std::process::id())
 }
 
+// ---------------------------------------------------------------------------------------------
+// HTTP answers
+// ---------------------------------------------------------------------------------------------
+
+/// An answer: status, headers (lower-case names) and the body as JSON (or a JSON string of the
+/// text when it is not JSON).
+pub struct Answer {
+    /// What was asked (`GET /api/0/…`), for failure messages.
+    pub what: String,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Fails unless the status is `status`; returns the body.
+    pub fn expect(&self, status: u16) -> &Value {
+        assert_eq!(
+            self.status, status,
+            "{} answered {} (expected {status}): {}",
+            self.what, self.status, self.body
+        );
+        &self.body
+    }
+
+    /// Fails unless the status is `status` and the body carries a non-empty JSON `detail`.
+    pub fn expect_error(&self, status: u16) {
+        self.expect(status);
+        assert!(
+            self.body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{} answered {status} but without a JSON `detail`: {}",
+            self.what,
+            self.body
+        );
+    }
+
+    pub fn array(&self) -> Vec<Value> {
+        match self.expect(200) {
+            Value::Array(a) => a.clone(),
+            other => panic!("{} should answer a JSON array, answered {other}", self.what),
+        }
+    }
+}
+
+/// An HTTP client that returns 4xx/5xx answers instead of failing on them.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// Reads a response into an [`Answer`].
+pub fn answer(what: String, resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
+    let mut resp = resp.unwrap_or_else(|e| panic!("{what}: {e}"));
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Answer {
+        what,
+        status,
+        headers,
+        body,
+    }
+}
+
 /// Path of the binary under test.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_faultline")
