@@ -234,10 +234,11 @@ async fn migrate(client: &Client) -> StoreResult<()> {
     Ok(result?)
 }
 
-impl Backend for Postgres {
-    async fn read<T: Send + 'static>(
+impl Postgres {
+    /// Runs `f` on a pooled connection, on a blocking thread.
+    async fn on_connection<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut dyn Conn) -> StoreResult<T> + Send + 'static,
+        f: impl FnOnce(&mut PgConn) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         let client = self.pool.get().await?;
         let handle = Handle::current();
@@ -250,31 +251,41 @@ impl Backend for Postgres {
         .await
         .map_err(join_error)?
     }
+}
+
+impl PgConn<'_> {
+    /// Runs statements without parameters or results (`BEGIN`, `COMMIT`, …).
+    fn batch(&self, sql: &str) -> StoreResult<()> {
+        Ok(self.handle.block_on(self.client.batch_execute(sql))?)
+    }
+}
+
+impl Backend for Postgres {
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Conn) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        self.on_connection(|c| f(c)).await
+    }
 
     async fn transaction<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut dyn Conn) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
-        let client = self.pool.get().await?;
-        let handle = Handle::current();
-        tokio::task::spawn_blocking(move || {
-            handle.block_on(client.batch_execute("BEGIN"))?;
-            let result = f(&mut PgConn {
-                client: &client,
-                handle: &handle,
-            });
+        self.on_connection(|c| {
+            c.batch("BEGIN")?;
+            let result = f(c);
             let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-            match (result, handle.block_on(client.batch_execute(end))) {
+            match (result, c.batch(end)) {
                 (Ok(v), Ok(())) => Ok(v),
                 (Err(e), _) => Err(e),
                 (Ok(_), Err(e)) => {
-                    let _ = handle.block_on(client.batch_execute("ROLLBACK"));
-                    Err(e.into())
+                    let _ = c.batch("ROLLBACK");
+                    Err(e)
                 }
             }
         })
         .await
-        .map_err(join_error)?
     }
 
     async fn healthy(&self) -> bool {
