@@ -317,11 +317,11 @@ async fn check_capacity(state: &AppState, key: &ProjectKey, events: i64) -> Resu
                     .await?
                 {
                     Some(total) => {
-                        limiter.learn(key.id, start, total);
+                        limiter.seed(key.id, start, total);
                         None
                     }
                     None => {
-                        limiter.learn(key.id, start, limit);
+                        limiter.seed(key.id, start, limit);
                         Some(retry)
                     }
                 }

@@ -69,11 +69,6 @@ impl RateLimiter {
         }
     }
 
-    /// Records the cluster's count after an exact decision.
-    pub fn learn(&self, key_id: i64, start: i64, total: i64) {
-        self.seed(key_id, start, total);
-    }
-
     /// The start of `key_id`'s current window when this node has not seen it yet.
     pub fn unknown_window(&self, key_id: i64, window: i64, now: i64) -> Option<i64> {
         let window = window.max(1);
@@ -85,7 +80,7 @@ impl RateLimiter {
         }
     }
 
-    /// Records the cluster's count of a window this node had not seen.
+    /// Records the cluster's count of a window (first seen here, or after an exact decision).
     pub fn seed(&self, key_id: i64, start: i64, total: i64) {
         if let Ok(mut windows) = self.windows.lock() {
             let w = current(&mut windows, key_id, start);
@@ -179,7 +174,7 @@ mod tests {
                 retry: 48
             }
         );
-        rl.learn(1, 120, 10);
+        rl.seed(1, 120, 10);
         assert_eq!(rl.decide(1, 10, 60, 1, 150), Decision::Refuse(30));
         assert_eq!(rl.decide(2, 10, 60, 1, 150), Decision::Admit);
         assert_eq!(rl.decide(1, 10, 60, 1, 180), Decision::Admit);
@@ -195,7 +190,7 @@ mod tests {
             rl.decide(1, 10, 60, 1, 130),
             Decision::Exact { flush: 0, .. }
         ));
-        rl.learn(1, 120, 10);
+        rl.seed(1, 120, 10);
         assert!(matches!(rl.decide(1, 10, 60, 1, 131), Decision::Refuse(_)));
     }
 }
