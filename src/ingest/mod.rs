@@ -67,8 +67,29 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     let in_flight = Arc::new(Semaphore::new(state.limits.max_concurrent_requests.max(1)));
     router
         .layer(DefaultBodyLimit::max(state.limits.max_request_size))
+        .layer(middleware::from_fn_with_state(
+            state.limits.max_request_size,
+            refuse_declared_oversize,
+        ))
         .layer(middleware::from_fn_with_state(in_flight, shed_load))
         .layer(cors)
+}
+
+/// Answers 413 from the `Content-Length` alone, before the client spends time sending a body
+/// that would be refused anyway (bodies without a length are cut off while being read).
+async fn refuse_declared_oversize(State(max): State<usize>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > max as u64 => ApiError::too_large(format!(
+            "request body of {len} bytes exceeds the limit of {max} bytes"
+        ))
+        .into_response(),
+        _ => next.run(req).await,
+    }
 }
 
 /// Bounds the requests being read and checked at once, so memory stays bounded however many
