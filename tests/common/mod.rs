@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod ui;
+
 /// Organization and project every test server gets.
 pub const ORG: &str = "acme";
 pub const PROJECT: &str = "checkout";
