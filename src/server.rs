@@ -39,9 +39,11 @@ pub fn router(state: AppState) -> Router {
         .route("/_health/", get(health))
         .route("/_health", get(health))
         .layer(TraceLayer::new_for_http());
+    let web = crate::web::routes().layer(TraceLayer::new_for_http());
     Router::new()
         .merge(crate::ingest::routes(&state))
         .merge(api)
+        .merge(web)
         .with_state(state)
 }
 

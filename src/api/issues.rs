@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::{Page, QueryList, base_url, check_access, param, search, serialize, visible_project};
 use crate::http::{ApiError, AuthUser};
 use crate::server::AppState;
-use crate::store::{Issue, IssueFilter, IssueSort, Project, User};
+use crate::store::{Issue, IssueFilter, Project, User};
 
 fn now() -> f64 {
     chrono::Utc::now().timestamp_micros() as f64 / 1e6
@@ -65,27 +65,12 @@ async fn list(
     q: &[(String, String)],
 ) -> Result<Response, ApiError> {
     let page = Page::from_query(q);
-    let mut filter = IssueFilter {
-        project_ids: projects.iter().map(|p| p.id).collect(),
+    let ids = projects.iter().map(|p| p.id).collect();
+    let filter = IssueFilter {
         limit: page.limit + 1,
         offset: page.offset,
-        sort: match param(q, "sort") {
-            Some("new") => IssueSort::FirstSeen,
-            Some("freq") => IssueSort::Events,
-            Some("user") => IssueSort::Users,
-            _ => IssueSort::LastSeen,
-        },
-        ..Default::default()
+        ..search::from_params(ids, q, now())
     };
-    let query = param(q, "query").unwrap_or("is:unresolved");
-    search::apply(query, &mut filter, now());
-    for (k, v) in q {
-        match k.as_str() {
-            "environment" => filter.tags.push(("environment".into(), v.clone(), false)),
-            "release" => filter.tags.push(("release".into(), v.clone(), false)),
-            _ => {}
-        }
-    }
     let mut issues = state.store.list_issues(&filter).await?;
     let has_next = issues.len() as i64 > page.limit;
     issues.truncate(page.limit as usize);

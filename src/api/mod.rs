@@ -25,6 +25,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/0/", get(projects::index))
         .route("/api/0/organizations/", get(projects::organizations))
+        .route("/api/0/projects/", get(projects::all))
         .route(
             "/api/0/organizations/{org}/projects/",
             get(projects::org_projects),

@@ -108,6 +108,15 @@ pub async fn org_projects(
     Ok(Json(json!(projects)))
 }
 
+/// `GET /api/0/projects/`: every project the user can see, in any organization.
+pub async fn all(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> Result<Json<Value>, ApiError> {
+    let projects = state.store.projects_for(&user).await?;
+    Ok(Json(json!(projects.iter().map(project_json).collect::<Vec<_>>())))
+}
+
 /// `GET /api/0/projects/{org}/{project}/`
 pub async fn get(
     State(state): State<AppState>,

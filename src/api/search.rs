@@ -5,7 +5,42 @@
 //! `lastSeen:-1h`, `times_seen:>10`, `user.email:a@b`, and free text matched against title and
 //! culprit.
 
-use crate::store::IssueFilter;
+use crate::store::{IssueFilter, IssueSort};
+
+/// The issue filter of a list request, for the API and the web UI alike: `query` (default
+/// `is:unresolved`), `sort` (`date`, `new`, `freq`, `user`), `environment`, `release`, `level`.
+pub fn from_params(project_ids: Vec<i64>, q: &[(String, String)], now: f64) -> IssueFilter {
+    let mut filter = IssueFilter {
+        project_ids,
+        sort: sort(super::param(q, "sort")),
+        ..Default::default()
+    };
+    apply(
+        super::param(q, "query").unwrap_or("is:unresolved"),
+        &mut filter,
+        now,
+    );
+    for (k, v) in q {
+        match k.as_str() {
+            "environment" | "release" if !v.is_empty() => {
+                filter.tags.push((k.clone(), v.clone(), false))
+            }
+            "level" if !v.is_empty() => filter.levels.push(v.clone()),
+            _ => {}
+        }
+    }
+    filter
+}
+
+/// `sort=` → the issue order (last seen by default).
+pub fn sort(name: Option<&str>) -> IssueSort {
+    match name {
+        Some("new") => IssueSort::FirstSeen,
+        Some("freq") => IssueSort::Events,
+        Some("user") => IssueSort::Users,
+        _ => IssueSort::LastSeen,
+    }
+}
 
 /// Applies a query string to a filter. `now` is Unix seconds.
 pub fn apply(query: &str, filter: &mut IssueFilter, now: f64) {

@@ -365,7 +365,7 @@ fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
 }
 
 /// The client address: the peer, or with a trusted proxy in front, the first forwarded hop.
-fn client_ip(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Option<IpAddr> {
+pub(crate) fn client_ip(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Option<IpAddr> {
     let peer = peer.ip();
     if state.trusted_proxies.contains(&peer) {
         let forwarded = header_str(headers, HeaderName::from_static("x-forwarded-for"))

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod ui;
+pub mod web;
 
 /// Organization and project every test server gets.
 pub const ORG: &str = "acme";
