@@ -539,15 +539,6 @@ async fn accept(
     }
 }
 
-/// Compares secrets in time independent of where they differ.
-fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
 /// Creates an account through an invitation, accepts it and starts a session.
 async fn sign_up(
     state: &AppState,
@@ -565,7 +556,7 @@ async fn sign_up(
     };
     let email = form.get("email").trim().to_lowercase();
     let expected = jar.get(INVITE_CSRF_COOKIE).map(|c| c.value().to_string());
-    if !expected.is_some_and(|e| same_secret(&e, form.get("csrf"))) {
+    if !expected.is_some_and(|e| session::same_secret(&e, form.get("csrf"))) {
         let error = "The form expired; please fill it in again.";
         return ctx
             .page(jar, &email, Some(error), StatusCode::FORBIDDEN)
