@@ -104,6 +104,13 @@ impl Row {
         }
     }
 
+    pub fn opt_real(&self, i: usize) -> StoreResult<Option<f64>> {
+        match self.get(i) {
+            SqlValue::Null => Ok(None),
+            _ => self.real(i).map(Some),
+        }
+    }
+
     pub fn text(&self, i: usize) -> StoreResult<String> {
         match self.get(i) {
             SqlValue::Text(v) => Ok(v.clone()),

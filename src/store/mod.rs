@@ -1,6 +1,7 @@
 //! Storage: the one interface every backend implements, and the records it speaks in.
 //!
-//! - [`Store`]: the domain-shaped trait (users, projects, keys, digest batches, issues, events).
+//! - [`Store`]: the domain-shaped trait (users, web sessions, members and invitations, projects,
+//!   keys, digest batches, issues and their history, events).
 //! - [`sql`]: its one implementation, in SQL both engines run.
 //! - [`db`]: the seam to an engine: values, rows, connections, transactions.
 //! - [`sqlite`]: the embedded default engine (WAL, one writer connection, a few readers).
@@ -73,12 +74,64 @@ pub struct User {
     pub is_superuser: bool,
 }
 
+/// A logged-in browser session.
+#[derive(Debug, Clone)]
+pub struct WebSession {
+    pub user: User,
+    pub csrf: String,
+    pub expires: f64,
+}
+
+/// An API token as listed (never its secret).
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    pub id: i64,
+    pub name: String,
+    pub date_created: f64,
+}
+
 #[derive(Debug, Clone)]
 pub struct Organization {
     pub id: i64,
     pub slug: String,
     pub name: String,
     pub date_created: f64,
+}
+
+/// A member of an organization, with the projects they were added to.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub user: User,
+    pub role: String,
+    pub project_ids: Vec<i64>,
+}
+
+/// An invitation link into an organization (only the SHA-256 of its token is stored).
+#[derive(Debug, Clone)]
+pub struct Invite {
+    pub id: i64,
+    pub org_id: i64,
+    pub org_slug: String,
+    pub role: String,
+    pub project_ids: Vec<i64>,
+    pub email: Option<String>,
+    pub created_by: i64,
+    pub date_created: f64,
+    pub expires: f64,
+    pub accepted_by: Option<i64>,
+}
+
+/// An invitation to store.
+#[derive(Debug, Clone)]
+pub struct NewInvite<'a> {
+    pub token_hash: &'a str,
+    pub org_id: i64,
+    pub role: &'a str,
+    pub project_ids: &'a [i64],
+    pub email: Option<&'a str>,
+    pub created_by: i64,
+    pub now: f64,
+    pub expires: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -132,6 +185,75 @@ pub struct Issue {
     pub user_count: i64,
     pub first_release: Option<String>,
     pub last_release: Option<String>,
+    pub assignee_id: Option<i64>,
+    /// The assignee's e-mail address.
+    pub assignee_email: Option<String>,
+    /// Set by "resolve in next release": events of this release leave the issue resolved.
+    pub resolved_in_release: Option<String>,
+    /// While ignored: back to unresolved once an event is received after this time…
+    pub ignore_until: Option<f64>,
+    /// …or `times_seen` reaches this…
+    pub ignore_until_events: Option<i64>,
+    /// …or `user_count` reaches this.
+    pub ignore_until_users: Option<i64>,
+}
+
+/// One entry of an issue's history: a comment (`note`, data `{"text"}`), a status change
+/// (`resolved`, `resolved_in_next_release` data `{"release"}`, `ignored` data
+/// `{"until","events","users"}` as the [`IgnoreRule`] was given, `unresolved`, `regression`,
+/// `unignored`), `assigned` (data `{"user_id","email"}`, both null = unassigned), `first_seen`.
+/// `user_id` is `None` for what the server did by itself.
+#[derive(Debug, Clone)]
+pub struct Activity {
+    pub id: i64,
+    pub issue_id: i64,
+    pub user_id: Option<i64>,
+    pub user_email: Option<String>,
+    pub kind: String,
+    pub data: Value,
+    pub date_created: f64,
+}
+
+/// How long an ignore lasts; every `None` = forever. Counts are "N more" from now.
+#[derive(Debug, Clone, Default)]
+pub struct IgnoreRule {
+    pub until: Option<f64>,
+    pub more_events: Option<i64>,
+    pub more_users: Option<i64>,
+}
+
+/// A change a user makes to issues.
+#[derive(Debug, Clone)]
+pub enum IssueChange {
+    Resolve,
+    ResolveInNextRelease,
+    Ignore(IgnoreRule),
+    Unresolve,
+    /// `None` unassigns.
+    Assign(Option<i64>),
+}
+
+/// An error sharing a trace with another.
+#[derive(Debug, Clone)]
+pub struct TraceEvent {
+    pub project_id: i64,
+    pub event_id: String,
+    pub issue_id: i64,
+    pub issue_short_id: i64,
+    /// The issue's title, culprit and (latest) level.
+    pub title: String,
+    pub culprit: String,
+    pub level: String,
+    pub timestamp: f64,
+}
+
+/// An issue whose rate grows: events in the last 3 hours against its average 3 hours over the
+/// 21 hours before.
+#[derive(Debug, Clone)]
+pub struct RisingIssue {
+    pub issue: Issue,
+    pub recent: i64,
+    pub baseline: f64,
 }
 
 /// A stored event: its index columns and the normalized payload.
@@ -288,6 +410,8 @@ pub struct DigestResult {
     pub duplicates: usize,
     pub new_issues: Vec<i64>,
     pub regressions: Vec<i64>,
+    /// Ignored issues that came back (their ignore ran out with this batch).
+    pub unignored: Vec<i64>,
 }
 
 /// Issue list ordering (`sort=` of the API).
@@ -318,6 +442,8 @@ pub struct IssueFilter {
     pub first_seen_after: Option<f64>,
     pub last_seen_after: Option<f64>,
     pub times_seen_min: Option<i64>,
+    /// Issues assigned to this user.
+    pub assignee: Option<i64>,
     pub sort: IssueSort,
     pub limit: i64,
     pub offset: i64,
@@ -335,6 +461,7 @@ impl Default for IssueFilter {
             first_seen_after: None,
             last_seen_after: None,
             times_seen_min: None,
+            assignee: None,
             sort: IssueSort::LastSeen,
             limit: 100,
             offset: 0,
@@ -393,6 +520,28 @@ pub trait Store: Send + Sync {
     /// Where this node's digestion stopped.
     async fn spool_position(&self, node_id: &str) -> StoreResult<Position>;
 
+    // --- web ---
+    // Sessions and login. A session or login failure is a row: any node serves any request.
+    /// Stores a browser session (by the SHA-256 of its id).
+    async fn create_session(
+        &self,
+        id_hash: &str,
+        user_id: i64,
+        csrf: &str,
+        now: f64,
+        expires: f64,
+    ) -> StoreResult<()>;
+    /// NotFound when missing or expired at `now` (`expires <= now`).
+    async fn session(&self, id_hash: &str, now: f64) -> StoreResult<WebSession>;
+    /// Deletes a session; nothing happens when there is none.
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
+    /// Deletes sessions expired before `now` and login failures older than `before`.
+    async fn prune_web(&self, now: f64, before: f64) -> StoreResult<()>;
+    async fn record_login_failure(&self, key: &str, at: f64) -> StoreResult<()>;
+    /// Failures of `key` at or after `since`.
+    async fn login_failures_since(&self, key: &str, since: f64) -> StoreResult<i64>;
+    async fn clear_login_failures(&self, key: &str) -> StoreResult<()>;
+
     // --- accounts ---
     async fn count_users(&self) -> StoreResult<i64>;
     async fn create_user(
@@ -402,15 +551,52 @@ pub trait Store: Send + Sync {
         superuser: bool,
     ) -> StoreResult<User>;
     async fn user_by_email(&self, email: &str) -> StoreResult<User>;
+    async fn user(&self, id: i64) -> StoreResult<User>;
+    /// Every user, by e-mail.
+    async fn users(&self) -> StoreResult<Vec<User>>;
+    /// NotFound for an unknown user.
+    async fn set_password(&self, user_id: i64, password_hash: &str) -> StoreResult<()>;
     /// Stores a token (by its SHA-256) for a user.
     async fn create_token(&self, user_id: i64, token_hash: &str, name: &str) -> StoreResult<()>;
     async fn user_by_token(&self, token_hash: &str) -> StoreResult<User>;
+    /// A user's tokens, newest first.
+    async fn tokens(&self, user_id: i64) -> StoreResult<Vec<ApiToken>>;
+    /// NotFound unless the token is that user's.
+    async fn delete_token(&self, user_id: i64, token_id: i64) -> StoreResult<()>;
 
     // --- organizations and projects ---
     /// Returns the organization, creating it when missing.
     async fn ensure_organization(&self, slug: &str) -> StoreResult<Organization>;
     async fn organization(&self, slug: &str) -> StoreResult<Organization>;
+    /// Adds a member to an organization, or sets the role of one.
     async fn add_member(&self, org_id: i64, user_id: i64, role: &str) -> StoreResult<()>;
+    /// The members of an organization, by e-mail.
+    async fn org_members(&self, org_id: i64) -> StoreResult<Vec<Member>>;
+    /// Removes a member and their project memberships in that organization; NotFound when they
+    /// are no member.
+    async fn remove_member(&self, org_id: i64, user_id: i64) -> StoreResult<()>;
+    /// Adds (`member = true`) or removes a user's membership of a project; idempotent.
+    async fn set_project_member(
+        &self,
+        project_id: i64,
+        user_id: i64,
+        member: bool,
+    ) -> StoreResult<()>;
+    /// Users who can see the project (see [`Store::projects_for`]), by e-mail.
+    async fn project_members(&self, project_id: i64) -> StoreResult<Vec<User>>;
+    /// Stores an invitation; returns its id.
+    async fn create_invite(&self, invite: NewInvite<'_>) -> StoreResult<i64>;
+    /// An invitation by the SHA-256 of its token (accepted or expired ones too).
+    async fn invite(&self, token_hash: &str) -> StoreResult<Invite>;
+    /// An organization's invitations not yet accepted (expired ones too), newest first.
+    async fn invites(&self, org_id: i64) -> StoreResult<Vec<Invite>>;
+    /// NotFound unless the invitation is the organization's.
+    async fn delete_invite(&self, org_id: i64, id: i64) -> StoreResult<()>;
+    /// In one transaction: NotFound for an unknown token; Conflict if already accepted or
+    /// expired at `now`; else marks it accepted by `user_id`, adds the org membership with the
+    /// invite's role (keeping a higher existing role) and the project memberships (of projects
+    /// still in that organization).
+    async fn accept_invite(&self, token_hash: &str, user_id: i64, now: f64) -> StoreResult<Invite>;
     /// Organizations a user belongs to (all of them for superusers).
     async fn organizations_for(&self, user: &User) -> StoreResult<Vec<Organization>>;
     async fn create_project(&self, org_id: i64, slug: &str, name: &str) -> StoreResult<Project>;
@@ -418,7 +604,9 @@ pub trait Store: Send + Sync {
     async fn project_by_slug(&self, org_slug: &str, slug: &str) -> StoreResult<Project>;
     /// Every project (for background sweeps).
     async fn all_projects(&self) -> StoreResult<Vec<Project>>;
-    /// Projects a user may see (all of them for superusers).
+    /// Projects a user may see: all of them for superusers; every project of an organization
+    /// where they are `owner` or `admin`; where they are `member`, the projects they were added
+    /// to ([`Store::set_project_member`]).
     async fn projects_for(&self, user: &User) -> StoreResult<Vec<Project>>;
     async fn set_retention(
         &self,
@@ -444,6 +632,8 @@ pub trait Store: Send + Sync {
         is_active: bool,
         rate_limit: Option<(i64, i64)>,
     ) -> StoreResult<ProjectKey>;
+    /// NotFound unless the key is the project's.
+    async fn delete_key(&self, project_id: i64, key_id: i64) -> StoreResult<()>;
 
     // --- digestion ---
     /// Stores a digested batch and the spool position it reached, atomically.
@@ -461,7 +651,43 @@ pub trait Store: Send + Sync {
     // --- issues ---
     async fn list_issues(&self, filter: &IssueFilter) -> StoreResult<Vec<Issue>>;
     async fn issue(&self, id: i64) -> StoreResult<Issue>;
+    /// `resolved`, `unresolved` or `ignored` (forever), as [`Store::update_issues`] does it
+    /// without an actor.
     async fn set_issue_status(&self, id: i64, status: &str) -> StoreResult<()>;
+    /// Applies one change to issues (all in the same transaction; NotFound, and nothing
+    /// changed, when one is missing), writing one activity row per issue with `actor`.
+    /// ResolveInNextRelease stores the issue's current last_release as the release it was
+    /// resolved in. Ignore stores absolute thresholds: until time, times_seen + more_events,
+    /// user_count + more_users. Leaving `ignored` clears the thresholds; NotFound when assigning
+    /// to an unknown user.
+    async fn update_issues(
+        &self,
+        ids: &[i64],
+        change: &IssueChange,
+        actor: Option<i64>,
+        now: f64,
+    ) -> StoreResult<()>;
+    /// NotFound for an unknown issue.
+    async fn add_comment(
+        &self,
+        issue_id: i64,
+        user_id: i64,
+        text: &str,
+        now: f64,
+    ) -> StoreResult<()>;
+    /// An issue's history, newest first (in the order it was written: digestion dates its
+    /// entries by when the event was received, which may precede a user's later change).
+    async fn issue_activity(&self, issue_id: i64, limit: i64) -> StoreResult<Vec<Activity>>;
+    /// Issues of the projects with events in the last 3 hours before `now`, ordered by
+    /// recent/max(baseline,1) descending, then recent descending. Counted in hourly buckets:
+    /// `recent` sums the hours that overlap the last 3 hours, `baseline` is the average per 3
+    /// hours of the 21 hours before those.
+    async fn rising_issues(
+        &self,
+        project_ids: &[i64],
+        now: f64,
+        limit: i64,
+    ) -> StoreResult<Vec<RisingIssue>>;
     /// Hourly event counts `(hour_start_unix, count)` of issues since `since` (Unix seconds).
     async fn issue_hourly(
         &self,
@@ -509,4 +735,11 @@ pub trait Store: Send + Sync {
         limit: i64,
         offset: i64,
     ) -> StoreResult<Vec<EventRecord>>;
+    /// Errors of the given projects sharing a trace id, newest first.
+    async fn trace_events(
+        &self,
+        trace_id: &str,
+        project_ids: &[i64],
+        limit: i64,
+    ) -> StoreResult<Vec<TraceEvent>>;
 }

@@ -7,11 +7,12 @@
 //! handling, migrations, and the per-fingerprint lock that makes grouping race-free when several
 //! nodes write to one PostgreSQL database.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::db::{Backend, Conn, Row, SqlValue};
 use super::*;
@@ -60,6 +61,26 @@ fn user_row(r: &Row) -> StoreResult<User> {
     })
 }
 
+/// [`USER_COLS`] of a `users u` joined in another query.
+const U_COLS: &str = "u.id, u.email, u.password_hash, u.is_superuser";
+
+/// An organization role's rank as SQL: `owner` > `admin` > anything else (`member`).
+fn role_rank(role: &str) -> String {
+    format!("CASE {role} WHEN 'owner' THEN 3 WHEN 'admin' THEN 2 ELSE 1 END")
+}
+
+/// The visibility rule, once, as an SQL condition over expressions of the caller's query: the
+/// user `user_id` (a superuser when `superuser` is not 0) sees project `p` when a superuser,
+/// when an `owner` or `admin` of its organization, or when a `member` added to the project.
+fn can_see(p: &str, user_id: &str, superuser: &str) -> String {
+    format!(
+        "({superuser} <> 0 OR EXISTS (SELECT 1 FROM org_members m WHERE m.org_id = {p}.org_id \
+         AND m.user_id = {user_id} AND ({} >= 2 OR EXISTS (SELECT 1 FROM project_members pm \
+         WHERE pm.project_id = {p}.id AND pm.user_id = {user_id}))))",
+        role_rank("m.role")
+    )
+}
+
 const ORG_COLS: &str = "o.id, o.slug, o.name, o.date_created";
 fn org_row(r: &Row) -> StoreResult<Organization> {
     Ok(Organization {
@@ -104,7 +125,11 @@ fn key_row(r: &Row) -> StoreResult<ProjectKey> {
 
 const ISSUE_COLS: &str = "i.id, i.project_id, i.short_id, i.title, i.culprit, i.level, \
      i.issue_type, i.metadata, i.platform, i.logger, i.status, i.is_regression, i.first_seen, \
-     i.last_seen, i.times_seen, i.user_count, i.first_release, i.last_release";
+     i.last_seen, i.times_seen, i.user_count, i.first_release, i.last_release, i.assignee_id, \
+     au.email, i.resolved_in_release, i.ignore_until, i.ignore_until_events, \
+     i.ignore_until_users";
+/// Where [`ISSUE_COLS`] come from.
+const ISSUE_FROM: &str = "issues i LEFT JOIN users au ON au.id = i.assignee_id";
 fn issue_row(r: &Row) -> StoreResult<Issue> {
     Ok(Issue {
         id: r.int(0)?,
@@ -125,6 +150,45 @@ fn issue_row(r: &Row) -> StoreResult<Issue> {
         user_count: r.int(15)?,
         first_release: r.opt_text(16)?,
         last_release: r.opt_text(17)?,
+        assignee_id: r.opt_int(18)?,
+        assignee_email: r.opt_text(19)?,
+        resolved_in_release: r.opt_text(20)?,
+        ignore_until: r.opt_real(21)?,
+        ignore_until_events: r.opt_int(22)?,
+        ignore_until_users: r.opt_int(23)?,
+    })
+}
+
+const INVITE_SELECT: &str = "SELECT v.id, v.org_id, o.slug, v.role, v.project_ids, v.email, \
+     v.created_by, v.date_created, v.expires, v.accepted_by, \
+     CASE WHEN v.date_accepted IS NULL THEN 0 ELSE 1 END \
+     FROM invites v JOIN organizations o ON o.id = v.org_id";
+fn invite_row(r: &Row) -> StoreResult<Invite> {
+    Ok(Invite {
+        id: r.int(0)?,
+        org_id: r.int(1)?,
+        org_slug: r.text(2)?,
+        role: r.text(3)?,
+        project_ids: serde_json::from_str(&r.text(4)?).unwrap_or_default(),
+        email: r.opt_text(5)?,
+        created_by: r.int(6)?,
+        date_created: r.real(7)?,
+        expires: r.real(8)?,
+        accepted_by: r.opt_int(9)?,
+    })
+}
+
+const ACTIVITY_SELECT: &str = "SELECT a.id, a.issue_id, a.user_id, u.email, a.kind, a.data, \
+     a.date_created FROM activity a LEFT JOIN users u ON u.id = a.user_id";
+fn activity_row(r: &Row) -> StoreResult<Activity> {
+    Ok(Activity {
+        id: r.int(0)?,
+        issue_id: r.int(1)?,
+        user_id: r.opt_int(2)?,
+        user_email: r.opt_text(3)?,
+        kind: r.text(4)?,
+        data: serde_json::from_str(&r.text(5)?).unwrap_or(Value::Null),
+        date_created: r.real(6)?,
     })
 }
 
@@ -171,6 +235,15 @@ fn tag_value_row(r: &Row) -> StoreResult<TagValue> {
         first_seen: r.real(3)?,
         last_seen: r.real(4)?,
     })
+}
+
+/// NotFound when a statement changed no row.
+fn changed(rows: u64) -> StoreResult<()> {
+    if rows == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
 }
 
 /// `?{start}, ?{start+1}, …` for `n` values.
@@ -269,6 +342,102 @@ impl<B: Backend> Store for SqlStore<B> {
         .await
     }
 
+    async fn create_session(
+        &self,
+        id_hash: &str,
+        user_id: i64,
+        csrf: &str,
+        now: f64,
+        expires: f64,
+    ) -> StoreResult<()> {
+        let params = sql_params![id_hash, user_id, csrf, now, expires];
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO web_sessions (id_hash, user_id, csrf, date_created, expires) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                &params,
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session(&self, id_hash: &str, now: f64) -> StoreResult<WebSession> {
+        let params = sql_params![id_hash, now];
+        self.read(move |c| {
+            let r = c.query_one(
+                &format!(
+                    "SELECT {U_COLS}, s.csrf, s.expires FROM web_sessions s \
+                     JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?1 AND s.expires > ?2"
+                ),
+                &params,
+            )?;
+            Ok(WebSession {
+                user: user_row(&r)?,
+                csrf: r.text(4)?,
+                expires: r.real(5)?,
+            })
+        })
+        .await
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
+        let params = sql_params![id_hash];
+        self.write(move |c| {
+            c.execute("DELETE FROM web_sessions WHERE id_hash = ?1", &params)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn prune_web(&self, now: f64, before: f64) -> StoreResult<()> {
+        self.write(move |c| {
+            c.execute(
+                "DELETE FROM web_sessions WHERE expires <= ?1",
+                &sql_params![now],
+            )?;
+            c.execute(
+                "DELETE FROM login_failures WHERE at < ?1",
+                &sql_params![before],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_login_failure(&self, key: &str, at: f64) -> StoreResult<()> {
+        let params = sql_params![key, at];
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO login_failures (key, at) VALUES (?1, ?2)",
+                &params,
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn login_failures_since(&self, key: &str, since: f64) -> StoreResult<i64> {
+        let params = sql_params![key, since];
+        self.read(move |c| {
+            c.query_one(
+                "SELECT count(*) FROM login_failures WHERE key = ?1 AND at >= ?2",
+                &params,
+            )?
+            .int(0)
+        })
+        .await
+    }
+
+    async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {
+        let params = sql_params![key];
+        self.write(move |c| {
+            c.execute("DELETE FROM login_failures WHERE key = ?1", &params)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn count_users(&self) -> StoreResult<i64> {
         self.read(|c| c.query_one("SELECT count(*) FROM users", &[])?.int(0))
             .await
@@ -304,6 +473,37 @@ impl<B: Backend> Store for SqlStore<B> {
         .await
     }
 
+    async fn user(&self, id: i64) -> StoreResult<User> {
+        self.read(move |c| {
+            user_row(&c.query_one(
+                &format!("SELECT {USER_COLS} FROM users WHERE id = ?1"),
+                &sql_params![id],
+            )?)
+        })
+        .await
+    }
+
+    async fn users(&self) -> StoreResult<Vec<User>> {
+        self.read(|c| {
+            all(
+                c.query(
+                    &format!("SELECT {USER_COLS} FROM users ORDER BY email"),
+                    &[],
+                )?,
+                user_row,
+            )
+        })
+        .await
+    }
+
+    async fn set_password(&self, user_id: i64, password_hash: &str) -> StoreResult<()> {
+        let params = sql_params![user_id, password_hash];
+        self.write(move |c| {
+            changed(c.execute("UPDATE users SET password_hash = ?2 WHERE id = ?1", &params)?)
+        })
+        .await
+    }
+
     async fn create_token(&self, user_id: i64, token_hash: &str, name: &str) -> StoreResult<()> {
         let params = sql_params![user_id, token_hash, name, now()];
         self.write(move |c| {
@@ -321,9 +521,39 @@ impl<B: Backend> Store for SqlStore<B> {
         let params = sql_params![token_hash];
         self.read(move |c| {
             user_row(&c.query_one(
-                "SELECT u.id, u.email, u.password_hash, u.is_superuser FROM api_tokens t \
-                 JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?1",
+                &format!(
+                    "SELECT {U_COLS} FROM api_tokens t JOIN users u ON u.id = t.user_id \
+                     WHERE t.token_hash = ?1"
+                ),
                 &params,
+            )?)
+        })
+        .await
+    }
+
+    async fn tokens(&self, user_id: i64) -> StoreResult<Vec<ApiToken>> {
+        self.read(move |c| {
+            let rows = c.query(
+                "SELECT id, name, date_created FROM api_tokens WHERE user_id = ?1 \
+                 ORDER BY date_created DESC, id DESC",
+                &sql_params![user_id],
+            )?;
+            all(rows, |r| {
+                Ok(ApiToken {
+                    id: r.int(0)?,
+                    name: r.text(1)?,
+                    date_created: r.real(2)?,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn delete_token(&self, user_id: i64, token_id: i64) -> StoreResult<()> {
+        self.write(move |c| {
+            changed(c.execute(
+                "DELETE FROM api_tokens WHERE id = ?2 AND user_id = ?1",
+                &sql_params![user_id, token_id],
             )?)
         })
         .await
@@ -365,6 +595,193 @@ impl<B: Backend> Store for SqlStore<B> {
                 &params,
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn org_members(&self, org_id: i64) -> StoreResult<Vec<Member>> {
+        self.read(move |c| {
+            let mut projects: HashMap<i64, Vec<i64>> = HashMap::new();
+            for r in c.query(
+                "SELECT pm.user_id, pm.project_id FROM project_members pm \
+                 JOIN projects p ON p.id = pm.project_id WHERE p.org_id = ?1 \
+                 ORDER BY pm.project_id",
+                &sql_params![org_id],
+            )? {
+                projects.entry(r.int(0)?).or_default().push(r.int(1)?);
+            }
+            let rows = c.query(
+                &format!(
+                    "SELECT {U_COLS}, m.role FROM org_members m JOIN users u ON u.id = m.user_id \
+                     WHERE m.org_id = ?1 ORDER BY u.email"
+                ),
+                &sql_params![org_id],
+            )?;
+            all(rows, |r| {
+                let user = user_row(r)?;
+                Ok(Member {
+                    project_ids: projects.get(&user.id).cloned().unwrap_or_default(),
+                    role: r.text(4)?,
+                    user,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn remove_member(&self, org_id: i64, user_id: i64) -> StoreResult<()> {
+        let params = sql_params![org_id, user_id];
+        self.write(move |c| {
+            c.execute(
+                "DELETE FROM project_members WHERE user_id = ?2 \
+                 AND project_id IN (SELECT id FROM projects WHERE org_id = ?1)",
+                &params,
+            )?;
+            changed(c.execute(
+                "DELETE FROM org_members WHERE org_id = ?1 AND user_id = ?2",
+                &params,
+            )?)
+        })
+        .await
+    }
+
+    async fn set_project_member(
+        &self,
+        project_id: i64,
+        user_id: i64,
+        member: bool,
+    ) -> StoreResult<()> {
+        let params = sql_params![project_id, user_id];
+        self.write(move |c| {
+            c.execute(
+                if member {
+                    "INSERT INTO project_members (project_id, user_id) VALUES (?1, ?2) \
+                     ON CONFLICT DO NOTHING"
+                } else {
+                    "DELETE FROM project_members WHERE project_id = ?1 AND user_id = ?2"
+                },
+                &params,
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn project_members(&self, project_id: i64) -> StoreResult<Vec<User>> {
+        self.read(move |c| {
+            let rows = c.query(
+                &format!(
+                    "SELECT {U_COLS} FROM users u JOIN projects p ON p.id = ?1 \
+                     WHERE {} ORDER BY u.email",
+                    can_see("p", "u.id", "u.is_superuser")
+                ),
+                &sql_params![project_id],
+            )?;
+            all(rows, user_row)
+        })
+        .await
+    }
+
+    async fn create_invite(&self, invite: NewInvite<'_>) -> StoreResult<i64> {
+        let params = sql_params![
+            invite.token_hash,
+            invite.org_id,
+            invite.role,
+            json!(invite.project_ids).to_string(),
+            invite.email,
+            invite.created_by,
+            invite.now,
+            invite.expires,
+        ];
+        self.write(move |c| {
+            c.query_one(
+                "INSERT INTO invites (token_hash, org_id, role, project_ids, email, created_by, \
+                 date_created, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+                &params,
+            )?
+            .int(0)
+        })
+        .await
+    }
+
+    async fn invite(&self, token_hash: &str) -> StoreResult<Invite> {
+        let params = sql_params![token_hash];
+        self.read(move |c| {
+            invite_row(&c.query_one(&format!("{INVITE_SELECT} WHERE v.token_hash = ?1"), &params)?)
+        })
+        .await
+    }
+
+    async fn invites(&self, org_id: i64) -> StoreResult<Vec<Invite>> {
+        self.read(move |c| {
+            all(
+                c.query(
+                    &format!(
+                        "{INVITE_SELECT} WHERE v.org_id = ?1 AND v.date_accepted IS NULL \
+                         ORDER BY v.date_created DESC, v.id DESC"
+                    ),
+                    &sql_params![org_id],
+                )?,
+                invite_row,
+            )
+        })
+        .await
+    }
+
+    async fn delete_invite(&self, org_id: i64, id: i64) -> StoreResult<()> {
+        self.write(move |c| {
+            changed(c.execute(
+                "DELETE FROM invites WHERE id = ?2 AND org_id = ?1",
+                &sql_params![org_id, id],
+            )?)
+        })
+        .await
+    }
+
+    async fn accept_invite(&self, token_hash: &str, user_id: i64, now: f64) -> StoreResult<Invite> {
+        let token_hash = token_hash.to_string();
+        self.write(move |c| {
+            let row = c.query_one(
+                &format!("{INVITE_SELECT} WHERE v.token_hash = ?1"),
+                &sql_params![token_hash],
+            )?;
+            let mut invite = invite_row(&row)?;
+            if row.bool(10)? {
+                return Err(StoreError::Conflict("invitation already accepted".into()));
+            }
+            if invite.expires <= now {
+                return Err(StoreError::Conflict("invitation expired".into()));
+            }
+            // Two acceptances at once: the second waits for the first and then changes nothing.
+            if c.execute(
+                "UPDATE invites SET accepted_by = ?2, date_accepted = ?3 \
+                 WHERE id = ?1 AND date_accepted IS NULL",
+                &sql_params![invite.id, user_id, now],
+            )? == 0
+            {
+                return Err(StoreError::Conflict("invitation already accepted".into()));
+            }
+            c.execute(
+                &format!(
+                    "INSERT INTO org_members (org_id, user_id, role) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (org_id, user_id) DO UPDATE SET role = CASE WHEN {} > {} \
+                     THEN excluded.role ELSE org_members.role END",
+                    role_rank("excluded.role"),
+                    role_rank("org_members.role")
+                ),
+                &sql_params![invite.org_id, user_id, &invite.role],
+            )?;
+            for project_id in &invite.project_ids {
+                // Only projects still in the organization.
+                c.execute(
+                    "INSERT INTO project_members (project_id, user_id) \
+                     SELECT id, CAST(?2 AS BIGINT) FROM projects WHERE id = ?1 AND org_id = ?3 \
+                     ON CONFLICT DO NOTHING",
+                    &sql_params![*project_id, user_id, invite.org_id],
+                )?;
+            }
+            invite.accepted_by = Some(user_id);
+            Ok(invite)
         })
         .await
     }
@@ -438,17 +855,13 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn projects_for(&self, user: &User) -> StoreResult<Vec<Project>> {
         let (superuser, id) = (user.is_superuser, user.id);
         self.read(move |c| {
-            let rows = if superuser {
-                c.query(&format!("{PROJECT_SELECT} ORDER BY o.slug, p.slug"), &[])?
-            } else {
-                c.query(
-                    &format!(
-                        "{PROJECT_SELECT} JOIN org_members m ON m.org_id = p.org_id \
-                         AND m.user_id = ?1 ORDER BY o.slug, p.slug"
-                    ),
-                    &sql_params![id],
-                )?
-            };
+            let rows = c.query(
+                &format!(
+                    "{PROJECT_SELECT} WHERE {} ORDER BY o.slug, p.slug",
+                    can_see("p", "?1", "?2")
+                ),
+                &sql_params![id, superuser],
+            )?;
             all(rows, project_row)
         })
         .await
@@ -541,6 +954,16 @@ impl<B: Backend> Store for SqlStore<B> {
         .await
     }
 
+    async fn delete_key(&self, project_id: i64, key_id: i64) -> StoreResult<()> {
+        self.write(move |c| {
+            changed(c.execute(
+                "DELETE FROM project_keys WHERE id = ?2 AND project_id = ?1",
+                &sql_params![project_id, key_id],
+            )?)
+        })
+        .await
+    }
+
     async fn save_batch(&self, batch: Arc<DigestBatch>) -> StoreResult<DigestResult> {
         self.write(move |c| save_batch(c, &batch)).await
     }
@@ -601,7 +1024,7 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn issue(&self, id: i64) -> StoreResult<Issue> {
         self.read(move |c| {
             issue_row(&c.query_one(
-                &format!("SELECT {ISSUE_COLS} FROM issues i WHERE i.id = ?1"),
+                &format!("SELECT {ISSUE_COLS} FROM {ISSUE_FROM} WHERE i.id = ?1"),
                 &sql_params![id],
             )?)
         })
@@ -609,18 +1032,129 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn set_issue_status(&self, id: i64, status: &str) -> StoreResult<()> {
-        let params = sql_params![id, status];
+        let change = match status {
+            "resolved" => IssueChange::Resolve,
+            "unresolved" => IssueChange::Unresolve,
+            "ignored" => IssueChange::Ignore(IgnoreRule::default()),
+            other => return Err(StoreError::Other(format!("unknown issue status {other:?}"))),
+        };
+        self.update_issues(&[id], &change, None, now()).await
+    }
+
+    async fn update_issues(
+        &self,
+        ids: &[i64],
+        change: &IssueChange,
+        actor: Option<i64>,
+        now: f64,
+    ) -> StoreResult<()> {
+        // In id order, as digestion updates issues: two writers lock rows in the same order.
+        let ids: BTreeSet<i64> = ids.iter().copied().collect();
+        let change = change.clone();
         self.write(move |c| {
-            let n = c.execute(
-                "UPDATE issues SET status = ?2, \
-                 is_regression = CASE WHEN ?2 = 'unresolved' THEN is_regression ELSE 0 END \
-                 WHERE id = ?1",
-                &params,
-            )?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
+            let assignee = match change {
+                IssueChange::Assign(Some(user)) => Some((
+                    user,
+                    c.query_one("SELECT email FROM users WHERE id = ?1", &sql_params![user])?
+                        .text(0)?,
+                )),
+                _ => None,
+            };
+            for id in ids {
+                let found = match &change {
+                    IssueChange::Resolve => move_issue(c, id, Move::Resolve, actor, now)?,
+                    IssueChange::ResolveInNextRelease => {
+                        move_issue(c, id, Move::ResolveInNextRelease, actor, now)?
+                    }
+                    IssueChange::Ignore(rule) => move_issue(c, id, Move::Ignore(rule), actor, now)?,
+                    IssueChange::Unresolve => move_issue(c, id, Move::Unresolve, actor, now)?,
+                    IssueChange::Assign(_) => assign_issue(c, id, assignee.as_ref(), actor, now)?,
+                };
+                if !found {
+                    return Err(StoreError::NotFound);
+                }
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn add_comment(
+        &self,
+        issue_id: i64,
+        user_id: i64,
+        text: &str,
+        now: f64,
+    ) -> StoreResult<()> {
+        let data = json!({ "text": text });
+        self.write(move |c| {
+            c.query_one("SELECT 1 FROM issues WHERE id = ?1", &sql_params![issue_id])?;
+            add_activity(c, issue_id, Some(user_id), "note", &data, now)
+        })
+        .await
+    }
+
+    async fn issue_activity(&self, issue_id: i64, limit: i64) -> StoreResult<Vec<Activity>> {
+        self.read(move |c| {
+            all(
+                c.query(
+                    &format!("{ACTIVITY_SELECT} WHERE a.issue_id = ?1 ORDER BY a.id DESC LIMIT ?2"),
+                    &sql_params![issue_id, limit],
+                )?,
+                activity_row,
+            )
+        })
+        .await
+    }
+
+    async fn rising_issues(
+        &self,
+        project_ids: &[i64],
+        now: f64,
+        limit: i64,
+    ) -> StoreResult<Vec<RisingIssue>> {
+        const HOUR: i64 = 3600;
+        let ids = project_ids.to_vec();
+        let window = now - 3.0 * HOUR as f64;
+        // The hourly buckets overlapping the last 3 hours, and the 21 before them.
+        let recent_from = (window.floor() as i64).div_euclid(HOUR) * HOUR;
+        let baseline_from = recent_from - 21 * HOUR;
+        self.read(move |c| {
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let sql = format!(
+                "SELECT {ISSUE_COLS}, r.recent, r.baseline FROM {ISSUE_FROM} JOIN (\
+                   SELECT c.id, \
+                   CAST(sum(CASE WHEN h.hour >= ?1 THEN h.count ELSE 0 END) AS BIGINT) \
+                     AS recent, \
+                   CAST(sum(CASE WHEN h.hour < ?1 THEN h.count ELSE 0 END) \
+                     AS DOUBLE PRECISION) / 7 AS baseline \
+                   FROM issues c JOIN issue_hourly h ON h.issue_id = c.id \
+                   AND h.hour >= ?2 AND h.hour <= ?3 \
+                   WHERE c.last_seen >= ?4 AND c.project_id IN ({}) GROUP BY c.id\
+                 ) r ON r.id = i.id WHERE r.recent > 0 \
+                 ORDER BY CAST(r.recent AS DOUBLE PRECISION) / \
+                   CASE WHEN r.baseline > 1 THEN r.baseline ELSE 1 END DESC, \
+                 r.recent DESC, i.last_seen DESC, i.id DESC LIMIT ?5",
+                placeholders(6, ids.len())
+            );
+            let mut args = sql_params![
+                recent_from,
+                baseline_from,
+                now.floor() as i64,
+                window,
+                limit
+            ]
+            .to_vec();
+            args.extend(ids.into_iter().map(SqlValue::Int));
+            all(c.query(&sql, &args)?, |r| {
+                Ok(RisingIssue {
+                    issue: issue_row(r)?,
+                    recent: r.int(24)?,
+                    baseline: r.real(25)?,
+                })
+            })
         })
         .await
     }
@@ -828,6 +1362,43 @@ impl<B: Backend> Store for SqlStore<B> {
         self.events_where("e.project_id = ?1", project_id, limit, offset)
             .await
     }
+
+    async fn trace_events(
+        &self,
+        trace_id: &str,
+        project_ids: &[i64],
+        limit: i64,
+    ) -> StoreResult<Vec<TraceEvent>> {
+        let ids = project_ids.to_vec();
+        let trace_id = trace_id.to_string();
+        self.read(move |c| {
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let sql = format!(
+                "SELECT e.project_id, e.event_id, e.issue_id, i.short_id, i.title, i.culprit, \
+                 i.level, e.timestamp FROM events e JOIN issues i ON i.id = e.issue_id \
+                 WHERE e.trace_id = ?1 AND e.project_id IN ({}) \
+                 ORDER BY e.timestamp DESC, e.id DESC LIMIT ?2",
+                placeholders(3, ids.len())
+            );
+            let mut args = sql_params![trace_id, limit].to_vec();
+            args.extend(ids.into_iter().map(SqlValue::Int));
+            all(c.query(&sql, &args)?, |r| {
+                Ok(TraceEvent {
+                    project_id: r.int(0)?,
+                    event_id: r.text(1)?,
+                    issue_id: r.int(2)?,
+                    issue_short_id: r.int(3)?,
+                    title: r.text(4)?,
+                    culprit: r.text(5)?,
+                    level: r.text(6)?,
+                    timestamp: r.real(7)?,
+                })
+            })
+        })
+        .await
+    }
 }
 
 impl<B: Backend> SqlStore<B> {
@@ -924,6 +1495,9 @@ fn issue_query(f: &IssueFilter) -> (String, Vec<SqlValue>) {
     if let Some(n) = f.times_seen_min {
         conds.push(format!("i.times_seen >= {}", arg(n.into(), &mut args)));
     }
+    if let Some(user) = f.assignee {
+        conds.push(format!("i.assignee_id = {}", arg(user.into(), &mut args)));
+    }
     let order = match f.sort {
         IssueSort::LastSeen => "i.last_seen DESC",
         IssueSort::FirstSeen => "i.first_seen DESC",
@@ -934,7 +1508,7 @@ fn issue_query(f: &IssueFilter) -> (String, Vec<SqlValue>) {
     let offset = arg(f.offset.into(), &mut args);
     (
         format!(
-            "SELECT {ISSUE_COLS} FROM issues i WHERE {} ORDER BY {order}, i.id DESC \
+            "SELECT {ISSUE_COLS} FROM {ISSUE_FROM} WHERE {} ORDER BY {order}, i.id DESC \
              LIMIT {limit} OFFSET {offset}",
             conds.join(" AND ")
         ),
@@ -948,6 +1522,145 @@ fn like_escape(s: &str) -> String {
         .replace('_', "\\_")
 }
 
+/// A move of an issue from one status to another: by a user, or by digestion.
+#[derive(Clone, Copy)]
+enum Move<'a> {
+    Resolve,
+    ResolveInNextRelease,
+    Ignore(&'a IgnoreRule),
+    Unresolve,
+    /// A resolved issue got an event.
+    Regress,
+    /// An ignored issue's ignore ran out.
+    Unignore,
+}
+
+/// Moves one issue to another status and writes the activity row; every status change of an
+/// issue goes through here. Leaving a status clears what belonged to it (the ignore
+/// thresholds, the release resolved in). `false` when there is no such issue, or (for
+/// digestion's moves) it is no longer in the status the move starts from.
+fn move_issue(
+    c: &mut dyn Conn,
+    id: i64,
+    mv: Move,
+    actor: Option<i64>,
+    at: f64,
+) -> StoreResult<bool> {
+    let forever = IgnoreRule::default();
+    // (status, is_regression (None = kept), resolved in next release, ignore rule,
+    //  required current status, activity kind)
+    let (status, regression, next_release, rule, from, kind) = match mv {
+        Move::Resolve => ("resolved", Some(false), false, None, None, "resolved"),
+        Move::ResolveInNextRelease => (
+            "resolved",
+            Some(false),
+            true,
+            None,
+            None,
+            "resolved_in_next_release",
+        ),
+        Move::Ignore(rule) => ("ignored", Some(false), false, Some(rule), None, "ignored"),
+        Move::Unresolve => ("unresolved", None, false, None, None, "unresolved"),
+        Move::Regress => (
+            "unresolved",
+            Some(true),
+            false,
+            None,
+            Some("resolved"),
+            "regression",
+        ),
+        Move::Unignore => (
+            "unresolved",
+            None,
+            false,
+            None,
+            Some("ignored"),
+            "unignored",
+        ),
+    };
+    let limits = rule.unwrap_or(&forever);
+    let row = c.query_opt(
+        "UPDATE issues SET status = ?2, is_regression = coalesce(?3, is_regression), \
+         resolved_in_release = CASE WHEN ?4 = 1 THEN last_release ELSE NULL END, \
+         ignore_until = ?5, ignore_until_events = times_seen + ?6, \
+         ignore_until_users = user_count + ?7 \
+         WHERE id = ?1 AND (CAST(?8 AS TEXT) IS NULL OR status = ?8) \
+         RETURNING resolved_in_release",
+        &sql_params![
+            id,
+            status,
+            regression,
+            next_release,
+            limits.until,
+            limits.more_events,
+            limits.more_users,
+            from,
+        ],
+    )?;
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    let data = match mv {
+        Move::ResolveInNextRelease => json!({ "release": row.opt_text(0)? }),
+        Move::Ignore(r) => json!({
+            "until": r.until,
+            "events": r.more_events,
+            "users": r.more_users,
+        }),
+        _ => Value::Null,
+    };
+    add_activity(c, id, actor, kind, &data, at)?;
+    Ok(true)
+}
+
+/// Assigns an issue to `assignee` (its id and e-mail; `None` unassigns) and writes the
+/// activity row. `false` when there is no such issue.
+fn assign_issue(
+    c: &mut dyn Conn,
+    id: i64,
+    assignee: Option<&(i64, String)>,
+    actor: Option<i64>,
+    at: f64,
+) -> StoreResult<bool> {
+    let user_id = assignee.map(|a| a.0);
+    if c.execute(
+        "UPDATE issues SET assignee_id = ?2 WHERE id = ?1",
+        &sql_params![id, user_id],
+    )? == 0
+    {
+        return Ok(false);
+    }
+    let data = json!({ "user_id": user_id, "email": assignee.map(|a| &a.1) });
+    add_activity(c, id, actor, "assigned", &data, at)?;
+    Ok(true)
+}
+
+/// One entry of an issue's history.
+fn add_activity(
+    c: &mut dyn Conn,
+    issue_id: i64,
+    user_id: Option<i64>,
+    kind: &str,
+    data: &Value,
+    at: f64,
+) -> StoreResult<()> {
+    c.execute(
+        "INSERT INTO activity (issue_id, user_id, kind, data, date_created) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        &sql_params![issue_id, user_id, kind, data.to_string(), at],
+    )?;
+    Ok(())
+}
+
+/// What digestion knows of an issue's status when it first meets its fingerprint in a batch.
+enum Known {
+    /// Unresolved or ignored (an ignore is checked after counting).
+    Open,
+    /// Resolved, with the release it was resolved in, if any: events of that release leave it
+    /// resolved, any other event reopens it.
+    Resolved(Option<String>),
+}
+
 /// Per-issue aggregate of one batch.
 struct IssueDelta {
     times_seen: i64,
@@ -957,6 +1670,10 @@ struct IssueDelta {
     level: String,
     last_release: Option<String>,
     first_release: Option<String>,
+    /// The latest time an event of the issue was received (ends an ignore `until`).
+    last_received: f64,
+    /// When an event that reopens the resolved issue was received.
+    regressed_at: Option<f64>,
 }
 
 /// Stores a digest batch inside the caller's transaction.
@@ -966,7 +1683,7 @@ struct IssueDelta {
 /// their locks in the same order (no deadlocks on PostgreSQL).
 fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult> {
     let mut result = DigestResult::default();
-    let mut issue_of_hash: HashMap<(i64, &str), i64> = HashMap::new();
+    let mut issue_of_hash: HashMap<(i64, &str), (i64, Known)> = HashMap::new();
     let mut seen_ids: BTreeSet<(i64, &str)> = BTreeSet::new();
     let mut deltas: BTreeMap<i64, IssueDelta> = BTreeMap::new();
     let mut hourly: BTreeMap<(i64, i64), i64> = BTreeMap::new();
@@ -996,14 +1713,11 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
             result.duplicates += 1;
             continue;
         }
-        let issue_id = match issue_of_hash.get(&(ev.project_id, ev.hash.as_str())) {
-            Some(id) => *id,
-            None => {
-                let id = find_or_create_issue(c, ev, &mut result)?;
-                issue_of_hash.insert((ev.project_id, ev.hash.as_str()), id);
-                id
-            }
+        let (issue_id, known) = match issue_of_hash.entry((ev.project_id, ev.hash.as_str())) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(find_or_create_issue(c, ev, &mut result)?),
         };
+        let issue_id = *issue_id;
         let inserted = c.execute(
             "INSERT INTO events (project_id, event_id, issue_id, timestamp, received, release, \
              environment, trace_id, size, grouping, payload) \
@@ -1037,8 +1751,17 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
             level: ev.level.clone(),
             last_release: None,
             first_release: None,
+            last_received: f64::MIN,
+            regressed_at: None,
         });
         d.times_seen += 1;
+        d.last_received = d.last_received.max(ev.received);
+        if let Known::Resolved(release) = known
+            && d.regressed_at.is_none()
+            && (release.is_none() || *release != ev.release)
+        {
+            d.regressed_at = Some(ev.received);
+        }
         d.first_seen = d.first_seen.min(ev.timestamp);
         if ev.timestamp >= d.last_seen {
             d.last_seen = ev.timestamp;
@@ -1076,26 +1799,42 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
             d.new_users += 1;
         }
     }
+    // Status changes happen here, in id order with the counters, and only where one happens.
     for (issue_id, d) in &deltas {
-        c.execute(
-            "UPDATE issues SET times_seen = times_seen + ?2, user_count = user_count + ?3, \
-             first_seen = CASE WHEN ?4 < first_seen THEN ?4 ELSE first_seen END, \
-             level = CASE WHEN ?5 >= last_seen THEN ?6 ELSE level END, \
-             last_release = CASE WHEN ?5 >= last_seen AND CAST(?7 AS TEXT) IS NOT NULL THEN ?7 \
-                 ELSE last_release END, \
-             first_release = coalesce(first_release, ?8), \
-             last_seen = CASE WHEN ?5 > last_seen THEN ?5 ELSE last_seen END WHERE id = ?1",
-            &sql_params![
-                *issue_id,
-                d.times_seen,
-                d.new_users,
-                d.first_seen,
-                d.last_seen,
-                &d.level,
-                d.last_release.as_ref(),
-                d.first_release.as_ref(),
-            ],
-        )?;
+        // Whether an ignored issue comes back: its ignore ran out with these events.
+        let ignore_ended = c
+            .query_one(
+                "UPDATE issues SET times_seen = times_seen + ?2, user_count = user_count + ?3, \
+                 first_seen = CASE WHEN ?4 < first_seen THEN ?4 ELSE first_seen END, \
+                 level = CASE WHEN ?5 >= last_seen THEN ?6 ELSE level END, \
+                 last_release = CASE WHEN ?5 >= last_seen AND CAST(?7 AS TEXT) IS NOT NULL \
+                     THEN ?7 ELSE last_release END, \
+                 first_release = coalesce(first_release, ?8), \
+                 last_seen = CASE WHEN ?5 > last_seen THEN ?5 ELSE last_seen END WHERE id = ?1 \
+                 RETURNING CASE WHEN status = 'ignored' AND (ignore_until < ?9 \
+                     OR times_seen >= ignore_until_events OR user_count >= ignore_until_users) \
+                 THEN 1 ELSE 0 END",
+                &sql_params![
+                    *issue_id,
+                    d.times_seen,
+                    d.new_users,
+                    d.first_seen,
+                    d.last_seen,
+                    &d.level,
+                    d.last_release.as_ref(),
+                    d.first_release.as_ref(),
+                    d.last_received,
+                ],
+            )?
+            .bool(0)?;
+        if ignore_ended && move_issue(c, *issue_id, Move::Unignore, None, d.last_received)? {
+            result.unignored.push(*issue_id);
+        }
+        if let Some(at) = d.regressed_at
+            && move_issue(c, *issue_id, Move::Regress, None, at)?
+        {
+            result.regressions.push(*issue_id);
+        }
     }
     for ((issue_id, hour), n) in hourly {
         c.execute(
@@ -1209,7 +1948,8 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
     Ok(result)
 }
 
-/// The issue of an event's fingerprint, created when new; reopens a resolved issue.
+/// The issue of an event's fingerprint and what is known of its status, created when new
+/// (with its `first_seen` activity).
 ///
 /// The caller holds the fingerprint's lock, which makes the look-up and the creation one step
 /// for every writer of the database: the first events of a new issue arriving at several nodes
@@ -1218,22 +1958,19 @@ fn find_or_create_issue(
     c: &mut dyn Conn,
     ev: &NewEvent,
     result: &mut DigestResult,
-) -> StoreResult<i64> {
+) -> StoreResult<(i64, Known)> {
     let found = c.query_opt(
-        "SELECT g.issue_id, i.status FROM group_hashes g JOIN issues i ON i.id = g.issue_id \
-         WHERE g.project_id = ?1 AND g.hash = ?2",
+        "SELECT g.issue_id, i.status, i.resolved_in_release FROM group_hashes g \
+         JOIN issues i ON i.id = g.issue_id WHERE g.project_id = ?1 AND g.hash = ?2",
         &sql_params![ev.project_id, &ev.hash],
     )?;
     if let Some(row) = found {
-        let id = row.int(0)?;
-        if row.text(1)? == "resolved" {
-            c.execute(
-                "UPDATE issues SET status = 'unresolved', is_regression = 1 WHERE id = ?1",
-                &sql_params![id],
-            )?;
-            result.regressions.push(id);
-        }
-        return Ok(id);
+        let known = if row.text(1)? == "resolved" {
+            Known::Resolved(row.opt_text(2)?)
+        } else {
+            Known::Open
+        };
+        return Ok((row.int(0)?, known));
     }
     let short = c
         .query_one(
@@ -1266,6 +2003,7 @@ fn find_or_create_issue(
         "INSERT INTO group_hashes (project_id, hash, issue_id) VALUES (?1, ?2, ?3)",
         &sql_params![ev.project_id, &ev.hash, id],
     )?;
+    add_activity(c, id, None, "first_seen", &Value::Null, ev.received)?;
     result.new_issues.push(id);
-    Ok(id)
+    Ok((id, Known::Open))
 }

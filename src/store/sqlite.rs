@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_leases.sql"),
     include_str!("../../migrations/sqlite/0003_rate_counts.sql"),
+    include_str!("../../migrations/sqlite/0004_web.sql"),
 ];
 const READERS: usize = 3;
 

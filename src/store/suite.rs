@@ -215,6 +215,22 @@ store_tests! {
     rate_counts => rate_counts_sqlite, rate_counts_postgres;
     migrations_are_idempotent => migrations_are_idempotent_sqlite,
         migrations_are_idempotent_postgres;
+    web_sessions => web_sessions_sqlite, web_sessions_postgres;
+    login_failures => login_failures_sqlite, login_failures_postgres;
+    users_and_passwords => users_and_passwords_sqlite, users_and_passwords_postgres;
+    members_see_their_projects => members_see_their_projects_sqlite,
+        members_see_their_projects_postgres;
+    invites => invites_sqlite, invites_postgres;
+    tokens_and_keys_are_deleted_by_their_owner => tokens_and_keys_are_deleted_by_their_owner_sqlite,
+        tokens_and_keys_are_deleted_by_their_owner_postgres;
+    update_issues_writes_activity => update_issues_writes_activity_sqlite,
+        update_issues_writes_activity_postgres;
+    resolve_in_next_release => resolve_in_next_release_sqlite, resolve_in_next_release_postgres;
+    ignored_issues_come_back => ignored_issues_come_back_sqlite,
+        ignored_issues_come_back_postgres;
+    trace_events_of_given_projects => trace_events_of_given_projects_sqlite,
+        trace_events_of_given_projects_postgres;
+    rising_issues_order => rising_issues_order_sqlite, rising_issues_order_postgres;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -290,6 +306,7 @@ fn ev(project_id: i64, event_id: &str, hash: &str, timestamp: f64) -> NewEvent {
 
 trait EventExt {
     fn user(self, user: &str) -> Self;
+    fn trace(self, trace_id: &str) -> Self;
     fn release(self, release: &str) -> Self;
     fn level(self, level: &str) -> Self;
     fn tag(self, key: &str, value: &str) -> Self;
@@ -299,6 +316,10 @@ trait EventExt {
 impl EventExt for NewEvent {
     fn user(mut self, user: &str) -> Self {
         self.user_key = Some(user.to_string());
+        self
+    }
+    fn trace(mut self, trace_id: &str) -> Self {
+        self.trace_id = Some(trace_id.to_string());
         self
     }
     fn release(mut self, release: &str) -> Self {
@@ -2281,4 +2302,1097 @@ async fn migrations_are_idempotent(db: &TestDb) {
 
 async fn open_owned(url: String) -> StoreResult<Arc<dyn Store>> {
     open(&url).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. The web UI: sessions, logins, members, invites, tokens
+
+async fn web_sessions(db: &TestDb) {
+    let s = db.open().await;
+    let ada = s.create_user("ada@x", "h", false).await.must("user");
+    s.create_session("sess-1", ada.id, "csrf-1", T0, T0 + 100.0)
+        .await
+        .must("create_session");
+    s.create_session("sess-2", ada.id, "csrf-2", T0, T0 + 1000.0)
+        .await
+        .must("create_session 2");
+    expect_conflict(
+        s.create_session("sess-1", ada.id, "x", T0, T0 + 1.0).await,
+        "create_session with a taken id",
+    );
+
+    let w = s.session("sess-1", T0 + 50.0).await.must("session");
+    assert_eq!((w.user.id, w.user.email.as_str()), (ada.id, "ada@x"));
+    assert_eq!((w.csrf.as_str(), w.expires), ("csrf-1", T0 + 100.0));
+    expect_not_found(s.session("sess-1", T0 + 100.0).await, "expired at now");
+    expect_not_found(s.session("sess-1", T0 + 150.0).await, "expired");
+    expect_not_found(s.session("nope", T0).await, "unknown session");
+
+    // Another node sees the same session.
+    let other = db.open().await;
+    assert_eq!(
+        other.session("sess-2", T0).await.must("other node").csrf,
+        "csrf-2"
+    );
+
+    // Pruning removes what expired, keeps the rest.
+    s.prune_web(T0 + 500.0, 0.0).await.must("prune_web");
+    expect_not_found(s.session("sess-1", T0).await, "pruned");
+    assert_eq!(s.session("sess-2", T0).await.must("kept").csrf, "csrf-2");
+
+    s.delete_session("sess-2").await.must("delete_session");
+    expect_not_found(s.session("sess-2", T0).await, "deleted");
+    s.delete_session("sess-2")
+        .await
+        .must("delete_session again is no error");
+}
+
+async fn login_failures(db: &TestDb) {
+    let s = db.open().await;
+    for t in [10.0, 20.0, 30.0] {
+        s.record_login_failure("ada@x", T0 + t)
+            .await
+            .must("record_login_failure");
+    }
+    s.record_login_failure("ip:10.0.0.1", T0 + 30.0)
+        .await
+        .must("record other key");
+    let since = |key: &'static str, t: f64| {
+        let s = s.clone();
+        async move { s.login_failures_since(key, T0 + t).await.must("since") }
+    };
+    assert_eq!(since("ada@x", 0.0).await, 3);
+    assert_eq!(since("ada@x", 20.0).await, 2, "at `since` counts");
+    assert_eq!(since("ada@x", 31.0).await, 0);
+    assert_eq!(since("bob@x", 0.0).await, 0);
+
+    s.prune_web(T0, T0 + 15.0).await.must("prune_web");
+    assert_eq!(
+        since("ada@x", 0.0).await,
+        2,
+        "failures before `before` pruned"
+    );
+
+    s.clear_login_failures("ada@x").await.must("clear");
+    assert_eq!(since("ada@x", 0.0).await, 0);
+    assert_eq!(since("ip:10.0.0.1", 0.0).await, 1, "other keys kept");
+}
+
+async fn users_and_passwords(db: &TestDb) {
+    let s = db.open().await;
+    let bob = s.create_user("bob@x", "h1", false).await.must("bob");
+    let ada = s.create_user("ada@x", "h2", true).await.must("ada");
+    let u = s.user(bob.id).await.must("user");
+    assert_eq!(
+        (u.email.as_str(), u.password_hash.as_str()),
+        ("bob@x", "h1")
+    );
+    assert!(!u.is_superuser);
+    expect_not_found(s.user(987_654).await, "user of an unknown id");
+    let emails: Vec<String> = s
+        .users()
+        .await
+        .must("users")
+        .into_iter()
+        .map(|u| u.email)
+        .collect();
+    assert_eq!(emails, ["ada@x", "bob@x"], "by e-mail");
+
+    s.set_password(bob.id, "h3").await.must("set_password");
+    assert_eq!(s.user(bob.id).await.must("user").password_hash, "h3");
+    assert_eq!(s.user(ada.id).await.must("user").password_hash, "h2");
+    expect_not_found(
+        s.set_password(987_654, "x").await,
+        "set_password of an unknown user",
+    );
+}
+
+fn project_slugs(ps: &[Project]) -> Vec<String> {
+    ps.iter()
+        .map(|p| format!("{}/{}", p.org_slug, p.slug))
+        .collect()
+}
+
+fn emails(users: &[User]) -> Vec<&str> {
+    users.iter().map(|u| u.email.as_str()).collect()
+}
+
+async fn members_see_their_projects(db: &TestDb) {
+    let s = db.open().await;
+    let web = setup_project(&s, "acme", "web").await;
+    let api = setup_project(&s, "acme", "api").await;
+    let other = setup_project(&s, "globex", "shop").await;
+    let acme = web.org_id;
+    let globex = other.org_id;
+
+    let root = s.create_user("root@x", "h", true).await.must("root");
+    let owner = s.create_user("owner@x", "h", false).await.must("owner");
+    let admin = s.create_user("admin@x", "h", false).await.must("admin");
+    let member = s.create_user("member@x", "h", false).await.must("member");
+    let idle = s.create_user("idle@x", "h", false).await.must("idle");
+    for (user, role) in [(&owner, "owner"), (&admin, "admin"), (&member, "member")] {
+        s.add_member(acme, user.id, role).await.must("add_member");
+    }
+    s.add_member(acme, idle.id, "member").await.must("add idle");
+    s.add_member(globex, member.id, "member")
+        .await
+        .must("member of globex");
+
+    let visible = |user: User| {
+        let s = s.clone();
+        async move { project_slugs(&s.projects_for(&user).await.must("projects_for")) }
+    };
+    assert_eq!(
+        visible(root.clone()).await,
+        ["acme/api", "acme/web", "globex/shop"]
+    );
+    assert_eq!(visible(owner.clone()).await, ["acme/api", "acme/web"]);
+    assert_eq!(visible(admin.clone()).await, ["acme/api", "acme/web"]);
+    assert!(
+        visible(member.clone()).await.is_empty(),
+        "a member sees no project before being added"
+    );
+
+    s.set_project_member(web.id, member.id, true)
+        .await
+        .must("add to web");
+    s.set_project_member(web.id, member.id, true)
+        .await
+        .must("add to web again (idempotent)");
+    s.set_project_member(other.id, member.id, true)
+        .await
+        .must("add to globex/shop");
+    s.set_project_member(api.id, member.id, false)
+        .await
+        .must("remove from a project never joined");
+    assert_eq!(visible(member.clone()).await, ["acme/web", "globex/shop"]);
+    assert!(visible(idle.clone()).await.is_empty());
+    let orgs: Vec<String> = s
+        .organizations_for(&member)
+        .await
+        .must("organizations_for")
+        .into_iter()
+        .map(|o| o.slug)
+        .collect();
+    assert_eq!(orgs, ["acme", "globex"]);
+    assert_eq!(
+        s.organizations_for(&idle).await.must("orgs idle").len(),
+        1,
+        "a member without projects still belongs to the organization"
+    );
+
+    assert_eq!(
+        emails(&s.project_members(web.id).await.must("project_members web")),
+        ["admin@x", "member@x", "owner@x", "root@x"]
+    );
+    assert_eq!(
+        emails(&s.project_members(api.id).await.must("project_members api")),
+        ["admin@x", "owner@x", "root@x"]
+    );
+
+    let members = s.org_members(acme).await.must("org_members");
+    let summary: Vec<(&str, &str, Vec<i64>)> = members
+        .iter()
+        .map(|m| {
+            (
+                m.user.email.as_str(),
+                m.role.as_str(),
+                m.project_ids.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("admin@x", "admin", vec![]),
+            ("idle@x", "member", vec![]),
+            ("member@x", "member", vec![web.id]),
+            ("owner@x", "owner", vec![]),
+        ],
+        "by e-mail, with the projects of that organization only"
+    );
+
+    // Upgraded to admin: every project of the organization; back to member: only its own.
+    s.add_member(acme, member.id, "admin").await.must("upgrade");
+    assert_eq!(
+        visible(member.clone()).await,
+        ["acme/api", "acme/web", "globex/shop"]
+    );
+    s.add_member(acme, member.id, "member")
+        .await
+        .must("downgrade");
+    assert_eq!(visible(member.clone()).await, ["acme/web", "globex/shop"]);
+
+    s.set_project_member(web.id, member.id, false)
+        .await
+        .must("remove from web");
+    assert_eq!(visible(member.clone()).await, ["globex/shop"]);
+
+    // Removing a member drops their project memberships in that organization only.
+    s.set_project_member(web.id, member.id, true)
+        .await
+        .must("add to web");
+    s.remove_member(acme, member.id).await.must("remove_member");
+    assert_eq!(visible(member.clone()).await, ["globex/shop"]);
+    s.add_member(acme, member.id, "member").await.must("back");
+    assert!(
+        s.org_members(acme)
+            .await
+            .must("org_members")
+            .iter()
+            .find(|m| m.user.id == member.id)
+            .expect("member again")
+            .project_ids
+            .is_empty(),
+        "project memberships did not survive the removal"
+    );
+    assert_eq!(visible(member.clone()).await, ["globex/shop"]);
+    expect_not_found(
+        s.remove_member(acme, root.id).await,
+        "remove_member of a non-member",
+    );
+
+    // The API's checks follow the rule: issues of an invisible project are not listed to them.
+    assert!(
+        !project_slugs(&s.projects_for(&member).await.must("projects_for"))
+            .contains(&"acme/api".to_string())
+    );
+}
+
+async fn invites(db: &TestDb) {
+    let s = db.open().await;
+    let web = setup_project(&s, "acme", "web").await;
+    let api = setup_project(&s, "acme", "api").await;
+    let foreign = setup_project(&s, "globex", "shop").await;
+    let acme = web.org_id;
+    let owner = s.create_user("owner@x", "h", false).await.must("owner");
+    s.add_member(acme, owner.id, "owner").await.must("owner");
+    let bob = s.create_user("bob@x", "h", false).await.must("bob");
+
+    let new = |token: &'static str, role: &'static str, ids: &'static [i64], now: f64| NewInvite {
+        token_hash: token,
+        org_id: acme,
+        role,
+        project_ids: ids,
+        email: None,
+        created_by: owner.id,
+        now,
+        expires: now + 1000.0,
+    };
+    let ids: &'static [i64] = Box::leak(vec![web.id, foreign.id].into_boxed_slice());
+    let first = s
+        .create_invite(NewInvite {
+            email: Some("bob@x"),
+            ..new("tok-1", "member", ids, T0)
+        })
+        .await
+        .must("create_invite");
+    let second = s
+        .create_invite(new("tok-2", "admin", &[], T0 + 10.0))
+        .await
+        .must("create_invite 2");
+    let expired = s
+        .create_invite(NewInvite {
+            expires: T0 + 5.0,
+            ..new("tok-3", "member", &[], T0 + 1.0)
+        })
+        .await
+        .must("create_invite 3");
+    expect_conflict(
+        s.create_invite(new("tok-1", "member", &[], T0)).await,
+        "create_invite with a taken token",
+    );
+
+    let i = s.invite("tok-1").await.must("invite");
+    assert_eq!(
+        (
+            i.id,
+            i.org_id,
+            i.org_slug.as_str(),
+            i.role.as_str(),
+            i.project_ids.clone(),
+            i.email.as_deref(),
+            i.created_by,
+            i.date_created,
+            i.expires,
+            i.accepted_by
+        ),
+        (
+            first,
+            acme,
+            "acme",
+            "member",
+            vec![web.id, foreign.id],
+            Some("bob@x"),
+            owner.id,
+            T0,
+            T0 + 1000.0,
+            None
+        )
+    );
+    expect_not_found(s.invite("nope").await, "invite of an unknown token");
+    let listed: Vec<i64> = s
+        .invites(acme)
+        .await
+        .must("invites")
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(listed, [second, expired, first], "newest first");
+
+    let accepted = s
+        .accept_invite("tok-1", bob.id, T0 + 20.0)
+        .await
+        .must("accept_invite");
+    assert_eq!((accepted.id, accepted.accepted_by), (first, Some(bob.id)));
+    assert_eq!(
+        s.invite("tok-1").await.must("invite").accepted_by,
+        Some(bob.id)
+    );
+    assert_eq!(
+        project_slugs(&s.projects_for(&bob).await.must("projects_for")),
+        ["acme/web"],
+        "the invite's projects of its organization"
+    );
+    let m = s.org_members(acme).await.must("org_members");
+    let m = m
+        .iter()
+        .find(|m| m.user.id == bob.id)
+        .expect("bob is a member");
+    assert_eq!(
+        (m.role.as_str(), m.project_ids.clone()),
+        ("member", vec![web.id])
+    );
+    expect_conflict(
+        s.accept_invite("tok-1", bob.id, T0 + 21.0).await,
+        "accepting twice",
+    );
+    expect_conflict(
+        s.accept_invite("tok-3", bob.id, T0 + 5.0).await,
+        "accepting at its expiry",
+    );
+    expect_not_found(
+        s.accept_invite("nope", bob.id, T0).await,
+        "accepting an unknown token",
+    );
+    let listed: Vec<i64> = s
+        .invites(acme)
+        .await
+        .must("invites")
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(listed, [second, expired], "accepted invites are not listed");
+
+    // An admin invite upgrades a member; an existing owner keeps the higher role.
+    s.accept_invite("tok-2", bob.id, T0 + 30.0)
+        .await
+        .must("accept admin invite");
+    assert_eq!(
+        project_slugs(&s.projects_for(&bob).await.must("projects_for")),
+        ["acme/api", "acme/web"]
+    );
+    let t4 = s
+        .create_invite(new("tok-4", "member", &[], T0 + 40.0))
+        .await
+        .must("create_invite 4");
+    s.accept_invite("tok-4", owner.id, T0 + 41.0)
+        .await
+        .must("owner accepts a member invite");
+    let roles: HashMap<i64, String> = s
+        .org_members(acme)
+        .await
+        .must("org_members")
+        .into_iter()
+        .map(|m| (m.user.id, m.role))
+        .collect();
+    assert_eq!(roles[&owner.id], "owner");
+    assert_eq!(roles[&bob.id], "admin");
+    assert!(t4 > 0);
+
+    // Deleting: only the organization's own invitations.
+    expect_not_found(
+        s.delete_invite(foreign.org_id, expired).await,
+        "delete_invite of another organization",
+    );
+    s.delete_invite(acme, expired).await.must("delete_invite");
+    expect_not_found(s.invite("tok-3").await, "deleted invite");
+    assert!(s.invites(acme).await.must("invites").is_empty());
+    let _ = api;
+}
+
+async fn tokens_and_keys_are_deleted_by_their_owner(db: &TestDb) {
+    let s = db.open().await;
+    let ada = s.create_user("ada@x", "h", false).await.must("ada");
+    let bob = s.create_user("bob@x", "h", false).await.must("bob");
+    s.create_token(ada.id, "hash-a1", "first")
+        .await
+        .must("token");
+    s.create_token(ada.id, "hash-a2", "second")
+        .await
+        .must("token");
+    s.create_token(bob.id, "hash-b1", "bob's")
+        .await
+        .must("token");
+    let ada_tokens = s.tokens(ada.id).await.must("tokens");
+    let names: Vec<&str> = ada_tokens.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["second", "first"], "newest first");
+    assert!(ada_tokens[0].date_created >= ada_tokens[1].date_created);
+    let bob_tokens = s.tokens(bob.id).await.must("tokens bob");
+    assert_eq!(bob_tokens.len(), 1);
+
+    expect_not_found(
+        s.delete_token(ada.id, bob_tokens[0].id).await,
+        "delete_token of another user's token",
+    );
+    assert_eq!(
+        s.user_by_token("hash-b1").await.must("still there").id,
+        bob.id
+    );
+    s.delete_token(ada.id, ada_tokens[1].id)
+        .await
+        .must("delete_token");
+    expect_not_found(s.user_by_token("hash-a1").await, "deleted token");
+    assert_eq!(
+        s.user_by_token("hash-a2").await.must("other token").id,
+        ada.id
+    );
+    let names: Vec<String> = s
+        .tokens(ada.id)
+        .await
+        .must("tokens")
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["second"]);
+
+    let p = setup_project(&s, "acme", "web").await;
+    let q = setup_project(&s, "acme", "api").await;
+    let k = s.create_key(p.id, "pk-1", "Default").await.must("key");
+    s.create_key(p.id, "pk-2", "Other").await.must("key 2");
+    expect_not_found(
+        s.delete_key(q.id, k.id).await,
+        "delete_key through another project",
+    );
+    s.delete_key(p.id, k.id).await.must("delete_key");
+    expect_not_found(s.key_by_public("pk-1").await, "deleted key");
+    assert_eq!(s.keys(p.id).await.must("keys").len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. Issue workflow: changes, history, resolve in next release, ignores
+
+/// `(kind, user email, data)` of an issue's history, newest first.
+async fn history(s: &Arc<dyn Store>, issue_id: i64) -> Vec<(String, Option<String>, Value)> {
+    s.issue_activity(issue_id, 100)
+        .await
+        .must("issue_activity")
+        .into_iter()
+        .map(|a| {
+            assert_eq!(a.issue_id, issue_id);
+            (a.kind, a.user_email, a.data)
+        })
+        .collect()
+}
+
+async fn update_issues_writes_activity(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+    let ada = s.create_user("ada@x", "h", false).await.must("ada");
+    let bob = s.create_user("bob@x", "h", false).await.must("bob");
+    save(
+        &s,
+        vec![
+            ev(p.id, "a1", "hash-a", T0 + 1.0).release("1.0").user("u1"),
+            ev(p.id, "a2", "hash-a", T0 + 2.0).release("1.1").user("u2"),
+            ev(p.id, "b1", "hash-b", T0 + 3.0),
+        ],
+    )
+    .await;
+    let a = issue_of(&s, p.id, "a1").await.id;
+    let b = issue_of(&s, p.id, "b1").await.id;
+    let i = s.issue(a).await.must("issue");
+    assert_eq!(
+        (
+            i.assignee_id,
+            i.assignee_email.clone(),
+            i.resolved_in_release.clone(),
+            i.ignore_until,
+            i.ignore_until_events,
+            i.ignore_until_users
+        ),
+        (None, None, None, None, None, None)
+    );
+    assert_eq!(
+        history(&s, a).await,
+        [("first_seen".to_string(), None, Value::Null)],
+        "a new issue starts its history"
+    );
+
+    let at = |n: f64| T0 + 1000.0 + n;
+    s.update_issues(&[a, b], &IssueChange::Resolve, Some(ada.id), at(1.0))
+        .await
+        .must("resolve");
+    for id in [a, b] {
+        let i = s.issue(id).await.must("issue");
+        assert_eq!(
+            (i.status.as_str(), i.resolved_in_release),
+            ("resolved", None)
+        );
+    }
+
+    s.update_issues(
+        &[a],
+        &IssueChange::ResolveInNextRelease,
+        Some(ada.id),
+        at(2.0),
+    )
+    .await
+    .must("resolve in next release");
+    let i = s.issue(a).await.must("issue");
+    assert_eq!(
+        (i.status.as_str(), i.resolved_in_release.as_deref()),
+        ("resolved", Some("1.1")),
+        "the issue's last release at the time"
+    );
+
+    let rule = IgnoreRule {
+        until: Some(at(100.0)),
+        more_events: Some(10),
+        more_users: Some(3),
+    };
+    s.update_issues(&[a], &IssueChange::Ignore(rule), Some(bob.id), at(3.0))
+        .await
+        .must("ignore");
+    let i = s.issue(a).await.must("issue");
+    assert_eq!(
+        (
+            i.status.as_str(),
+            i.resolved_in_release.clone(),
+            i.ignore_until,
+            i.ignore_until_events,
+            i.ignore_until_users
+        ),
+        ("ignored", None, Some(at(100.0)), Some(12), Some(5)),
+        "absolute thresholds: times_seen 2 + 10, user_count 2 + 3"
+    );
+
+    s.update_issues(&[a], &IssueChange::Unresolve, None, at(4.0))
+        .await
+        .must("unresolve");
+    let i = s.issue(a).await.must("issue");
+    assert_eq!(
+        (
+            i.status.as_str(),
+            i.ignore_until,
+            i.ignore_until_events,
+            i.ignore_until_users
+        ),
+        ("unresolved", None, None, None),
+        "leaving ignored clears the thresholds"
+    );
+
+    s.update_issues(
+        &[a, b],
+        &IssueChange::Assign(Some(bob.id)),
+        Some(ada.id),
+        at(5.0),
+    )
+    .await
+    .must("assign");
+    let i = s.issue(a).await.must("issue");
+    assert_eq!(
+        (i.assignee_id, i.assignee_email.as_deref()),
+        (Some(bob.id), Some("bob@x"))
+    );
+    let assigned = |user: i64| IssueFilter {
+        project_ids: vec![p.id],
+        assignee: Some(user),
+        ..Default::default()
+    };
+    let listed = s.list_issues(&assigned(bob.id)).await.must("list_issues");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].assignee_email.as_deref(), Some("bob@x"));
+    assert!(
+        s.list_issues(&assigned(ada.id))
+            .await
+            .must("list")
+            .is_empty()
+    );
+
+    s.update_issues(&[b], &IssueChange::Assign(None), Some(ada.id), at(6.0))
+        .await
+        .must("unassign");
+    assert_eq!(s.issue(b).await.must("issue").assignee_id, None);
+    assert_eq!(s.list_issues(&assigned(bob.id)).await.must("list").len(), 1);
+
+    s.add_comment(a, ada.id, "looking into it", at(7.0))
+        .await
+        .must("add_comment");
+    expect_not_found(
+        s.add_comment(987_654, ada.id, "x", at(7.0)).await,
+        "add_comment to an unknown issue",
+    );
+
+    let ada_e = Some("ada@x".to_string());
+    let bob_e = Some("bob@x".to_string());
+    assert_eq!(
+        history(&s, a).await,
+        [
+            (
+                "note".into(),
+                ada_e.clone(),
+                json!({"text": "looking into it"})
+            ),
+            (
+                "assigned".into(),
+                ada_e.clone(),
+                json!({"user_id": bob.id, "email": "bob@x"})
+            ),
+            ("unresolved".into(), None, Value::Null),
+            (
+                "ignored".into(),
+                bob_e.clone(),
+                json!({"until": at(100.0), "events": 10, "users": 3})
+            ),
+            (
+                "resolved_in_next_release".into(),
+                ada_e.clone(),
+                json!({"release": "1.1"})
+            ),
+            ("resolved".into(), ada_e.clone(), Value::Null),
+            ("first_seen".into(), None, Value::Null),
+        ]
+    );
+    let b_history = history(&s, b).await;
+    assert_eq!(
+        b_history[0],
+        (
+            "assigned".into(),
+            ada_e.clone(),
+            json!({"user_id": null, "email": null})
+        )
+    );
+    assert_eq!(
+        b_history.len(),
+        4,
+        "first_seen, resolved, assigned, unassigned"
+    );
+    let limited = s.issue_activity(a, 2).await.must("issue_activity limit");
+    assert_eq!(limited.len(), 2);
+    assert_eq!(limited[0].kind, "note");
+    assert_eq!(limited[0].user_id, Some(ada.id));
+    assert_eq!(limited[0].date_created, at(7.0));
+
+    // All or nothing: an unknown id fails the whole change.
+    expect_not_found(
+        s.update_issues(&[a, 987_654], &IssueChange::Resolve, None, at(8.0))
+            .await,
+        "update_issues with an unknown issue",
+    );
+    assert_eq!(s.issue(a).await.must("issue").status, "unresolved");
+    assert_eq!(history(&s, a).await.len(), 7, "no activity written");
+    expect_not_found(
+        s.update_issues(&[a], &IssueChange::Assign(Some(987_654)), None, at(8.0))
+            .await,
+        "assigning to an unknown user",
+    );
+
+    // The API's status change is the same change, without an actor.
+    s.set_issue_status(a, "ignored")
+        .await
+        .must("set_issue_status");
+    let i = s.issue(a).await.must("issue");
+    assert_eq!(
+        (i.status.as_str(), i.ignore_until, i.ignore_until_events),
+        ("ignored", None, None),
+        "ignored forever"
+    );
+    let top = s.issue_activity(a, 1).await.must("issue_activity");
+    assert_eq!(
+        (top[0].kind.as_str(), top[0].user_id, &top[0].data),
+        (
+            "ignored",
+            None,
+            &json!({"until": null, "events": null, "users": null})
+        )
+    );
+    assert!(s.set_issue_status(a, "bogus").await.is_err());
+}
+
+async fn resolve_in_next_release(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+    let r = save(&s, vec![ev(p.id, "n1", "hash-n", T0 + 1.0).release("1.0")]).await;
+    let id = r.new_issues[0];
+    s.update_issues(&[id], &IssueChange::ResolveInNextRelease, None, T0 + 2.0)
+        .await
+        .must("resolve in next release");
+
+    // More events of 1.0 (the release current when it was resolved): still resolved.
+    let r = save(
+        &s,
+        vec![
+            ev(p.id, "n2", "hash-n", T0 + 3.0).release("1.0"),
+            ev(p.id, "n3", "hash-n", T0 + 4.0).release("1.0"),
+        ],
+    )
+    .await;
+    assert!(r.regressions.is_empty(), "{r:?}");
+    let i = s.issue(id).await.must("issue");
+    assert_eq!(
+        (
+            i.status.as_str(),
+            i.is_regression,
+            i.times_seen,
+            i.resolved_in_release.as_deref()
+        ),
+        ("resolved", false, 3, Some("1.0")),
+        "stays resolved, counts grow"
+    );
+
+    // An event of another release in the same batch as one of 1.0: a regression.
+    let r = save(
+        &s,
+        vec![
+            ev(p.id, "n4", "hash-n", T0 + 5.0).release("1.0"),
+            ev(p.id, "n5", "hash-n", T0 + 6.0).release("1.1"),
+        ],
+    )
+    .await;
+    assert_eq!(r.regressions, [id]);
+    let i = s.issue(id).await.must("issue");
+    assert_eq!(
+        (
+            i.status.as_str(),
+            i.is_regression,
+            i.times_seen,
+            i.resolved_in_release
+        ),
+        ("unresolved", true, 5, None)
+    );
+    let kinds: Vec<String> = history(&s, id).await.into_iter().map(|h| h.0).collect();
+    assert_eq!(
+        kinds,
+        ["regression", "resolved_in_next_release", "first_seen"]
+    );
+
+    // Resolved again in the next release: an event without a release also reopens it.
+    s.update_issues(&[id], &IssueChange::ResolveInNextRelease, None, T0 + 7.0)
+        .await
+        .must("resolve in next release again");
+    assert_eq!(
+        s.issue(id)
+            .await
+            .must("issue")
+            .resolved_in_release
+            .as_deref(),
+        Some("1.1")
+    );
+    let r = save(&s, vec![ev(p.id, "n6", "hash-n", T0 + 8.0)]).await;
+    assert_eq!(r.regressions, [id]);
+
+    // A plain resolve regresses on any release.
+    s.update_issues(&[id], &IssueChange::Resolve, None, T0 + 9.0)
+        .await
+        .must("resolve");
+    let r = save(&s, vec![ev(p.id, "n7", "hash-n", T0 + 10.0).release("1.1")]).await;
+    assert_eq!(r.regressions, [id]);
+}
+
+async fn ignored_issues_come_back(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+    let r = save(
+        &s,
+        vec![
+            ev(p.id, "e1", "hash-events", T0 + 1.0),
+            ev(p.id, "t1", "hash-time", T0 + 1.0),
+            ev(p.id, "u1", "hash-users", T0 + 1.0).user("u1"),
+            ev(p.id, "f1", "hash-forever", T0 + 1.0),
+        ],
+    )
+    .await;
+    assert!(r.unignored.is_empty());
+    let by_events = issue_of(&s, p.id, "e1").await.id;
+    let by_time = issue_of(&s, p.id, "t1").await.id;
+    let by_users = issue_of(&s, p.id, "u1").await.id;
+    let forever = issue_of(&s, p.id, "f1").await.id;
+
+    // by_events was a regression before; ignoring clears the flag and coming back (no
+    // regression) leaves it so.
+    s.set_issue_status(by_events, "resolved")
+        .await
+        .must("resolve");
+    let r = save(&s, vec![ev(p.id, "e2", "hash-events", T0 + 2.0)]).await;
+    assert_eq!(r.regressions, [by_events]);
+
+    let ignore = |id: i64, rule: IgnoreRule| {
+        let s = s.clone();
+        async move {
+            s.update_issues(&[id], &IssueChange::Ignore(rule), None, T0 + 3.0)
+                .await
+                .must("ignore")
+        }
+    };
+    ignore(
+        by_events,
+        IgnoreRule {
+            more_events: Some(2),
+            ..Default::default()
+        },
+    )
+    .await;
+    ignore(
+        by_time,
+        IgnoreRule {
+            until: Some(T0 + 100.0),
+            ..Default::default()
+        },
+    )
+    .await;
+    ignore(
+        by_users,
+        IgnoreRule {
+            more_users: Some(1),
+            ..Default::default()
+        },
+    )
+    .await;
+    ignore(forever, IgnoreRule::default()).await;
+    assert_eq!(
+        s.issue(by_events).await.must("issue").ignore_until_events,
+        Some(4)
+    );
+
+    // Not yet: one more event (of two), an event received before the time, the same user.
+    let r = save(
+        &s,
+        vec![
+            ev(p.id, "e3", "hash-events", T0 + 4.0),
+            ev(p.id, "t2", "hash-time", T0 + 50.0),
+            ev(p.id, "u2", "hash-users", T0 + 4.0).user("u1"),
+            ev(p.id, "f2", "hash-forever", T0 + 4.0),
+        ],
+    )
+    .await;
+    assert!(r.unignored.is_empty(), "{r:?}");
+    for id in [by_events, by_time, by_users, forever] {
+        assert_eq!(s.issue(id).await.must("issue").status, "ignored");
+    }
+
+    // Now: the second more event, an event received after the time, a new user.
+    let r = save(
+        &s,
+        vec![
+            ev(p.id, "e4", "hash-events", T0 + 5.0),
+            ev(p.id, "t3", "hash-time", T0 + 200.0),
+            ev(p.id, "u3", "hash-users", T0 + 5.0).user("u2"),
+            ev(p.id, "f3", "hash-forever", T0 + 5.0),
+            ev(p.id, "f4", "hash-forever", T0 + 500.0).user("u9"),
+        ],
+    )
+    .await;
+    let mut back = r.unignored.clone();
+    back.sort_unstable();
+    let mut want = vec![by_events, by_time, by_users];
+    want.sort_unstable();
+    assert_eq!(back, want);
+    assert!(r.regressions.is_empty() && r.new_issues.is_empty(), "{r:?}");
+    for id in [by_events, by_time, by_users] {
+        let i = s.issue(id).await.must("issue");
+        assert_eq!(
+            (
+                i.status.as_str(),
+                i.ignore_until,
+                i.ignore_until_events,
+                i.ignore_until_users
+            ),
+            ("unresolved", None, None, None),
+            "issue {id} came back with its thresholds cleared"
+        );
+        assert_eq!(history(&s, id).await[0].0, "unignored");
+    }
+    for id in [by_events, by_time, by_users] {
+        assert!(
+            !s.issue(id).await.must("issue").is_regression,
+            "coming back is no regression"
+        );
+    }
+    let f = s.issue(forever).await.must("issue");
+    assert_eq!(
+        (f.status.as_str(), f.times_seen),
+        ("ignored", 4),
+        "ignored forever"
+    );
+    assert_eq!(
+        history(&s, by_time).await[0],
+        ("unignored".to_string(), None, Value::Null)
+    );
+    let top = s.issue_activity(by_time, 1).await.must("activity");
+    assert_eq!(
+        top[0].date_created,
+        T0 + 200.5,
+        "when the event was received"
+    );
+
+    // Further events of an unresolved issue change nothing.
+    let r = save(&s, vec![ev(p.id, "e5", "hash-events", T0 + 6.0)]).await;
+    assert!(r.unignored.is_empty() && r.regressions.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10. Traces and rising issues
+
+async fn trace_events_of_given_projects(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+    let q = setup_project(&s, "acme", "api").await;
+    let r = setup_project(&s, "globex", "shop").await;
+    save(
+        &s,
+        vec![
+            ev(p.id, "p1", "hash-a", T0 + 1.0).trace("trace-1"),
+            ev(q.id, "q1", "hash-b", T0 + 3.0)
+                .trace("trace-1")
+                .titled("DbError", "db.query"),
+            ev(r.id, "r1", "hash-c", T0 + 4.0).trace("trace-1"),
+            ev(p.id, "p2", "hash-a", T0 + 2.0).trace("trace-1"),
+            ev(p.id, "p3", "hash-a", T0 + 5.0).trace("trace-2"),
+            ev(p.id, "p4", "hash-a", T0 + 6.0),
+        ],
+    )
+    .await;
+    let found = s
+        .trace_events("trace-1", &[p.id, q.id], 10)
+        .await
+        .must("trace_events");
+    let ids: Vec<&str> = found.iter().map(|t| t.event_id.as_str()).collect();
+    assert_eq!(ids, ["q1", "p2", "p1"], "newest first, given projects only");
+    let q1 = &found[0];
+    let issue = issue_of(&s, q.id, "q1").await;
+    assert_eq!(
+        (
+            q1.project_id,
+            q1.issue_id,
+            q1.issue_short_id,
+            q1.title.as_str(),
+            q1.culprit.as_str(),
+            q1.level.as_str(),
+            q1.timestamp
+        ),
+        (
+            q.id,
+            issue.id,
+            issue.short_id,
+            "DbError",
+            "db.query",
+            "error",
+            T0 + 3.0
+        )
+    );
+    assert_eq!(
+        s.trace_events("trace-1", &[p.id, q.id], 2)
+            .await
+            .must("limit")
+            .len(),
+        2
+    );
+    assert!(
+        s.trace_events("trace-1", &[], 10)
+            .await
+            .must("no projects")
+            .is_empty()
+    );
+    assert!(
+        s.trace_events("trace-9", &[p.id], 10)
+            .await
+            .must("unknown trace")
+            .is_empty()
+    );
+}
+
+async fn rising_issues_order(db: &TestDb) {
+    const H: f64 = 3600.0;
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+    let q = setup_project(&s, "acme", "api").await;
+    let now = T0 + 24.0 * H;
+    let mut events = Vec::new();
+    let series = |project: i64, hash: &str, times: Vec<f64>| -> Vec<NewEvent> {
+        times
+            .into_iter()
+            .enumerate()
+            .map(|(n, t)| ev(project, &format!("{hash}-{n}"), hash, t))
+            .collect()
+    };
+    // New and busy: 5 recent, nothing before.
+    events.extend(series(
+        p.id,
+        "fresh",
+        (0..5).map(|n| now - 2.0 * H + n as f64).collect(),
+    ));
+    // 21 events over the 21 hours before (3 per 3 hours), 6 recent: twice its rate.
+    events.extend(series(
+        p.id,
+        "doubling",
+        (0..21)
+            .map(|h| T0 + h as f64 * H + 10.0)
+            .chain((0..6).map(|n| now - H + n as f64))
+            .collect(),
+    ));
+    // Twice a baseline below 1: 2 recent.
+    events.extend(series(p.id, "pair", vec![now - 2.5 * H, now - 10.0]));
+    // 70 before (10 per 3 hours), 1 recent: a tenth of its rate.
+    events.extend(series(
+        p.id,
+        "calming",
+        (0..70)
+            .map(|n| T0 + (n % 21) as f64 * H + n as f64)
+            .chain([now - 30.0])
+            .collect(),
+    ));
+    // Nothing in the last 3 hours.
+    events.extend(series(p.id, "quiet", vec![T0 + H, T0 + 20.0 * H]));
+    // Another project.
+    events.extend(series(
+        q.id,
+        "elsewhere",
+        (0..9).map(|n| now - H + n as f64).collect(),
+    ));
+    save(&s, events).await;
+
+    let rising = s
+        .rising_issues(&[p.id], now, 10)
+        .await
+        .must("rising_issues");
+    let summary: Vec<(String, i64, f64)> = rising
+        .iter()
+        .map(|r| {
+            (
+                r.issue.metadata["value"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_string(),
+                r.recent,
+                r.baseline,
+            )
+        })
+        .collect();
+    let want: Vec<(String, i64, f64)> = vec![
+        ("fresh".into(), 5, 0.0),
+        ("doubling".into(), 6, 3.0),
+        ("pair".into(), 2, 0.0),
+        ("calming".into(), 1, 10.0),
+    ];
+    assert_eq!(summary, want);
+    assert_eq!(rising[0].issue.times_seen, 5);
+
+    let top = s.rising_issues(&[p.id, q.id], now, 2).await.must("rising");
+    let names: Vec<&str> = top
+        .iter()
+        .map(|r| r.issue.metadata["value"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(names, ["elsewhere", "fresh"]);
+    assert!(s.rising_issues(&[], now, 10).await.must("none").is_empty());
 }
