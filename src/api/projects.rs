@@ -114,7 +114,9 @@ pub async fn all(
     AuthUser(user): AuthUser,
 ) -> Result<Json<Value>, ApiError> {
     let projects = state.store.projects_for(&user).await?;
-    Ok(Json(json!(projects.iter().map(project_json).collect::<Vec<_>>())))
+    Ok(Json(json!(
+        projects.iter().map(project_json).collect::<Vec<_>>()
+    )))
 }
 
 /// `GET /api/0/projects/{org}/{project}/`

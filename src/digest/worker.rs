@@ -321,6 +321,10 @@ pub async fn retention_loop(
             }
         };
         let now = chrono::Utc::now().timestamp() as f64;
+        // Expired web sessions, and failed logins older than any throttling window.
+        if let Err(e) = store.prune_web(now, now - 86400.0).await {
+            tracing::warn!(error = %e, "retention: cannot prune sessions");
+        }
         for p in projects {
             let days = p.retention_days.unwrap_or(default_days);
             let max = p.retention_max_events.unwrap_or(default_max_events);

@@ -535,6 +535,8 @@ pub trait Store: Send + Sync {
     async fn session(&self, id_hash: &str, now: f64) -> StoreResult<WebSession>;
     /// Deletes a session; nothing happens when there is none.
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
+    /// Ends every session of a user except `keep_id_hash` (after a password change).
+    async fn delete_user_sessions(&self, user_id: i64, keep_id_hash: &str) -> StoreResult<()>;
     /// Deletes sessions expired before `now` and login failures older than `before`.
     async fn prune_web(&self, now: f64, before: f64) -> StoreResult<()>;
     async fn record_login_failure(&self, key: &str, at: f64) -> StoreResult<()>;

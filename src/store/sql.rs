@@ -390,6 +390,18 @@ impl<B: Backend> Store for SqlStore<B> {
         .await
     }
 
+    async fn delete_user_sessions(&self, user_id: i64, keep_id_hash: &str) -> StoreResult<()> {
+        let params = sql_params![user_id, keep_id_hash];
+        self.write(move |c| {
+            c.execute(
+                "DELETE FROM web_sessions WHERE user_id = ?1 AND id_hash <> ?2",
+                &params,
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn prune_web(&self, now: f64, before: f64) -> StoreResult<()> {
         self.write(move |c| {
             c.execute(

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Redirect};
 
 use crate::api::{QueryList, param, search};
 use crate::server::AppState;
-use crate::store::{Issue, IssueChange, IgnoreRule, Project};
+use crate::store::{IgnoreRule, Issue, IssueChange, Project};
 
 use super::page::{Layout, WebError, WebResult, render};
 use super::session::{Viewer, now};
@@ -296,7 +296,12 @@ pub async fn bulk(
         "unresolve" => IssueChange::Unresolve,
         other => return Err(WebError::BadRequest(format!("unknown action {other:?}"))),
     };
-    let visible: Vec<i64> = viewer.projects(&state).await?.iter().map(|p| p.id).collect();
+    let visible: Vec<i64> = viewer
+        .projects(&state)
+        .await?
+        .iter()
+        .map(|p| p.id)
+        .collect();
     let mut ids = Vec::new();
     for id in fields
         .iter()

@@ -88,16 +88,25 @@ impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         let (status, message) = match &self {
             WebError::LoginRequired { next } => {
-                let to = format!("/login?next={}", form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>());
+                let to = format!(
+                    "/login?next={}",
+                    form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+                );
                 return Redirect::to(&to).into_response();
             }
-            WebError::NotFound => (StatusCode::NOT_FOUND, "This page does not exist, or you cannot see it.".to_string()),
+            WebError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "This page does not exist, or you cannot see it.".to_string(),
+            ),
             WebError::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone()),
             WebError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
             WebError::TooManyRequests(m) => (StatusCode::TOO_MANY_REQUESTS, m.clone()),
             WebError::Internal(m) => {
                 tracing::error!(error = %m, "page failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on the server; it has been logged.".to_string())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong on the server; it has been logged.".to_string(),
+                )
             }
         };
         let page = ErrorPage {
@@ -128,10 +137,19 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&format!("app;dur={took:.2}")) {
         h.insert("server-timing", v);
     }
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     resp

@@ -198,7 +198,11 @@ pub async fn login_form(
 ) -> WebResult {
     let next = local_path(q.next.as_deref());
     if let Some(c) = jar.get(SESSION_COOKIE)
-        && state.store.session(&token_hash(c.value()), now()).await.is_ok()
+        && state
+            .store
+            .session(&token_hash(c.value()), now())
+            .await
+            .is_ok()
     {
         return Ok(Redirect::to(&next).into_response());
     }
@@ -239,14 +243,7 @@ pub async fn login(
         .map(|ip| ip.to_string())
         .unwrap_or_default();
     let keys = [format!("email:{email}"), format!("ip:{ip}")];
-    let since = now() - FAILURE_WINDOW;
-    for key in &keys {
-        if state.store.login_failures_since(key, since).await? >= MAX_FAILURES {
-            return Err(WebError::TooManyRequests(
-                "Too many failed logins. Wait a quarter of an hour and try again.".into(),
-            ));
-        }
-    }
+    check_throttle(&state, &keys).await?;
     let user = match state.store.user_by_email(&email).await {
         Ok(u) => Some(u),
         Err(StoreError::NotFound) => None,
@@ -254,9 +251,7 @@ pub async fn login(
     };
     let password = form.password;
     let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let ok = tokio::task::spawn_blocking(move || verify_password(hash.as_deref(), &password))
-        .await
-        .map_err(|e| WebError::Internal(e.to_string()))?;
+    let ok = verify_in_background(hash, password).await?;
     let Some(user) = user.filter(|_| ok) else {
         for key in &keys {
             state.store.record_login_failure(key, now()).await?;
@@ -278,13 +273,44 @@ pub async fn login(
     Ok((jar, Redirect::to(&next)).into_response())
 }
 
+/// Refuses with 429 while any of `keys` (`email:…`, `ip:…`) has too many recent failures.
+pub async fn check_throttle(state: &AppState, keys: &[String]) -> WebResult<()> {
+    let since = now() - FAILURE_WINDOW;
+    for key in keys {
+        if state.store.login_failures_since(key, since).await? >= MAX_FAILURES {
+            return Err(WebError::TooManyRequests(
+                "Too many wrong passwords. Wait a quarter of an hour and try again.".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a password off the async threads (Argon2 takes tens of milliseconds).
+pub async fn verify_in_background(hash: Option<String>, password: String) -> WebResult<bool> {
+    tokio::task::spawn_blocking(move || verify_password(hash.as_deref(), &password))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))
+}
+
+/// The session token of a request, if it has one.
+pub fn session_token(jar: &CookieJar) -> Option<String> {
+    jar.get(SESSION_COOKIE).map(|c| c.value().to_string())
+}
+
 /// Creates a session for a user; returns the cookie value.
 pub async fn start_session(state: &AppState, user_id: i64) -> WebResult<String> {
     let token = random_token();
     let t = now();
     state
         .store
-        .create_session(&token_hash(&token), user_id, &random_token(), t, t + SESSION_SECONDS)
+        .create_session(
+            &token_hash(&token),
+            user_id,
+            &random_token(),
+            t,
+            t + SESSION_SECONDS,
+        )
         .await?;
     Ok(token)
 }
@@ -299,9 +325,8 @@ pub fn with_session(state: &AppState, jar: CookieJar, token: String) -> CookieJa
 fn verify_password(hash: Option<&str>, password: &str) -> bool {
     use argon2::password_hash::PasswordVerifier;
     use argon2::password_hash::phc::PasswordHash;
-    static DUMMY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        crate::cli::hash_password("no such user").unwrap_or_default()
-    });
+    static DUMMY: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| crate::cli::hash_password("no such user").unwrap_or_default());
     let Ok(parsed) = PasswordHash::new(hash.unwrap_or(DUMMY.as_str())) else {
         return false;
     };

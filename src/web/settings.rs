@@ -18,6 +18,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, RawQuery, Request, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use axum_extra::extract::cookie::CookieJar;
 
 use crate::api::projects::dsn;
 use crate::cli::{hash_password, new_token, random_hex};
@@ -26,7 +27,7 @@ use crate::server::AppState;
 use crate::store::{Project, StoreError};
 
 use super::page::{Layout, WebError, WebResult, render};
-use super::session::{Viewer, now};
+use super::session::{self, Viewer, now};
 use super::view::{ago, iso};
 
 pub fn routes() -> Router<AppState> {
@@ -360,50 +361,40 @@ async fn delete_token(
     Ok(back("/settings/?notice=token-revoked#tokens"))
 }
 
-/// Failed current-password checks allowed per account, as for logins (same counter).
-const MAX_FAILURES: i64 = 10;
-const FAILURE_WINDOW: f64 = 15.0 * 60.0;
-
-/// `POST /settings/password`: `current`, `new`, `confirm`.
-async fn change_password(State(state): State<AppState>, viewer: Viewer, form: Fields) -> WebResult {
+/// `POST /settings/password`: `current`, `new`, `confirm`. Wrong current passwords count as
+/// failed logins; a changed password ends every other session of the user.
+async fn change_password(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    jar: CookieJar,
+    form: Fields,
+) -> WebResult {
     form.check_csrf(&viewer)?;
-    let throttle = format!("email:{}", viewer.user.email);
-    if state
-        .store
-        .login_failures_since(&throttle, now() - FAILURE_WINDOW)
-        .await?
-        >= MAX_FAILURES
-    {
-        return Err(WebError::TooManyRequests(
-            "Too many wrong passwords. Wait a quarter of an hour and try again.".into(),
-        ));
-    }
+    let throttle = [format!("email:{}", viewer.user.email)];
+    session::check_throttle(&state, &throttle).await?;
     let new = form.get("new").to_string();
     check_new_password(&new, form.get("confirm")).map_err(|m| WebError::BadRequest(m.into()))?;
     let current = form.get("current").to_string();
-    let stored = viewer.user.password_hash.clone();
-    let ok = tokio::task::spawn_blocking(move || password_matches(&stored, &current))
-        .await
-        .map_err(|e| WebError::Internal(e.to_string()))?;
-    if !ok {
-        state.store.record_login_failure(&throttle, now()).await?;
+    let stored = Some(viewer.user.password_hash.clone());
+    if !session::verify_in_background(stored, current).await? {
+        state
+            .store
+            .record_login_failure(&throttle[0], now())
+            .await?;
         return Err(WebError::BadRequest(
             "The current password is wrong; the password was not changed.".into(),
         ));
     }
     let hash = hash_in_background(new).await?;
     state.store.set_password(viewer.user.id, &hash).await?;
+    let keep = session::session_token(&jar)
+        .map(|t| token_hash(&t))
+        .unwrap_or_default();
+    state
+        .store
+        .delete_user_sessions(viewer.user.id, &keep)
+        .await?;
     Ok(back("/settings/?notice=password"))
-}
-
-fn password_matches(hash: &str, password: &str) -> bool {
-    use argon2::password_hash::PasswordVerifier;
-    use argon2::password_hash::phc::PasswordHash;
-    PasswordHash::new(hash).is_ok_and(|parsed| {
-        argon2::Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
 }
 
 /// `POST /settings/projects` (superusers): `org`, `project`. Creates the organization when

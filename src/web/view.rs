@@ -85,7 +85,11 @@ impl Chart {
         let n = buckets.len().max(1) as f64;
         let slot = width / n;
         let plot = if axis { height - 12.0 } else { height };
-        let fmt = if size >= 86400 { "%Y-%m-%d" } else { "%Y-%m-%d %H:00" };
+        let fmt = if size >= 86400 {
+            "%Y-%m-%d"
+        } else {
+            "%Y-%m-%d %H:00"
+        };
         let when = |t: i64| {
             chrono::DateTime::from_timestamp(t, 0)
                 .map(|d| d.format(fmt).to_string())
@@ -134,7 +138,15 @@ impl Chart {
 
     /// A small chart of the last 24 hours for lists.
     pub fn sparkline(hourly: &[(i64, i64)], now: i64) -> Chart {
-        Chart::new("spark", &buckets(hourly, now, 3600, 24), 3600, 96.0, 24.0, &[], false)
+        Chart::new(
+            "spark",
+            &buckets(hourly, now, 3600, 24),
+            3600,
+            96.0,
+            24.0,
+            &[],
+            false,
+        )
     }
 }
 
