@@ -99,7 +99,9 @@ impl Rng {
     /// Base62-ish token (session ids, CSRF tokens).
     pub fn token(&mut self, n: usize) -> String {
         const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-        (0..n).map(|_| A[self.below(A.len() as u64) as usize] as char).collect()
+        (0..n)
+            .map(|_| A[self.below(A.len() as u64) as usize] as char)
+            .collect()
     }
 
     /// A random version-4 UUID as 32 lowercase hex characters, written into `out`.
@@ -122,63 +124,204 @@ pub const HEX: &[u8; 16] = b"0123456789abcdef";
 // ------------------------------------------------------------------------------------------------
 
 const EXC_TYPES: &[&str] = &[
-    "ValueError", "KeyError", "TypeError", "AttributeError", "ZeroDivisionError", "RuntimeError",
-    "ConnectionError", "TimeoutError", "PermissionError", "IndexError",
+    "ValueError",
+    "KeyError",
+    "TypeError",
+    "AttributeError",
+    "ZeroDivisionError",
+    "RuntimeError",
+    "ConnectionError",
+    "TimeoutError",
+    "PermissionError",
+    "IndexError",
 ];
 const MODULES: &[&str] = &[
-    "app.api.orders", "app.api.users", "app.services.billing", "app.services.search",
-    "app.workers.email", "app.models.cart", "app.util.cache", "app.db.session",
-    "app.views.checkout", "app.integrations.stripe", "app.auth.tokens", "app.reports.export",
-    "app.services.inventory", "app.api.webhooks", "app.models.invoice", "app.util.retry",
+    "app.api.orders",
+    "app.api.users",
+    "app.services.billing",
+    "app.services.search",
+    "app.workers.email",
+    "app.models.cart",
+    "app.util.cache",
+    "app.db.session",
+    "app.views.checkout",
+    "app.integrations.stripe",
+    "app.auth.tokens",
+    "app.reports.export",
+    "app.services.inventory",
+    "app.api.webhooks",
+    "app.models.invoice",
+    "app.util.retry",
 ];
 const LIB_FRAMES: &[(&str, &str, &str)] = &[
-    ("django/core/handlers/exception.py", "django.core.handlers.exception", "inner"),
-    ("django/core/handlers/base.py", "django.core.handlers.base", "_get_response"),
-    ("django/views/generic/base.py", "django.views.generic.base", "view"),
-    ("django/views/generic/base.py", "django.views.generic.base", "dispatch"),
-    ("rest_framework/views.py", "rest_framework.views", "handle_exception"),
-    ("rest_framework/views.py", "rest_framework.views", "dispatch"),
-    ("sqlalchemy/orm/session.py", "sqlalchemy.orm.session", "execute"),
-    ("urllib3/connectionpool.py", "urllib3.connectionpool", "urlopen"),
+    (
+        "django/core/handlers/exception.py",
+        "django.core.handlers.exception",
+        "inner",
+    ),
+    (
+        "django/core/handlers/base.py",
+        "django.core.handlers.base",
+        "_get_response",
+    ),
+    (
+        "django/views/generic/base.py",
+        "django.views.generic.base",
+        "view",
+    ),
+    (
+        "django/views/generic/base.py",
+        "django.views.generic.base",
+        "dispatch",
+    ),
+    (
+        "rest_framework/views.py",
+        "rest_framework.views",
+        "handle_exception",
+    ),
+    (
+        "rest_framework/views.py",
+        "rest_framework.views",
+        "dispatch",
+    ),
+    (
+        "sqlalchemy/orm/session.py",
+        "sqlalchemy.orm.session",
+        "execute",
+    ),
+    (
+        "urllib3/connectionpool.py",
+        "urllib3.connectionpool",
+        "urlopen",
+    ),
     ("django/db/models/query.py", "django.db.models.query", "get"),
     ("celery/app/task.py", "celery.app.task", "__call__"),
 ];
 const VERBS: &[&str] = &[
-    "load", "parse", "validate", "compute", "render", "fetch", "store", "apply", "resolve", "build",
-    "sync", "charge", "notify", "lookup", "encode", "refund", "reserve", "release", "merge", "split",
-    "publish", "schedule", "cancel", "archive", "verify",
+    "load", "parse", "validate", "compute", "render", "fetch", "store", "apply", "resolve",
+    "build", "sync", "charge", "notify", "lookup", "encode", "refund", "reserve", "release",
+    "merge", "split", "publish", "schedule", "cancel", "archive", "verify",
 ];
 const NOUNS: &[&str] = &[
-    "order", "invoice", "user", "cart", "token", "report", "payload", "session", "item", "price",
-    "address", "batch", "webhook", "profile", "quota", "coupon", "shipment", "refund", "ledger",
-    "tenant", "voucher", "account", "plan", "receipt", "warehouse",
+    "order",
+    "invoice",
+    "user",
+    "cart",
+    "token",
+    "report",
+    "payload",
+    "session",
+    "item",
+    "price",
+    "address",
+    "batch",
+    "webhook",
+    "profile",
+    "quota",
+    "coupon",
+    "shipment",
+    "refund",
+    "ledger",
+    "tenant",
+    "voucher",
+    "account",
+    "plan",
+    "receipt",
+    "warehouse",
 ];
 const ADJS: &[&str] = &[
     "pending", "stale", "active", "partial", "cached", "remote", "default", "primary", "legacy",
     "expired", "locked", "draft", "shared", "archived", "external",
 ];
 const BROWSERS: &[(&str, &str)] = &[
-    ("Chrome", "131.0.6778.85"), ("Firefox", "133.0"), ("Safari", "18.1.1"), ("Edge", "131.0.2903.63"),
+    ("Chrome", "131.0.6778.85"),
+    ("Firefox", "133.0"),
+    ("Safari", "18.1.1"),
+    ("Edge", "131.0.2903.63"),
     ("Opera", "114.0.5282"),
 ];
 const OSES: &[(&str, &str, &str)] = &[
-    ("Windows", "10", "19045"), ("macOS", "15.1.1", "24B91"), ("Linux", "6.8.0", "6.8.0-49-generic"),
-    ("iOS", "18.1", "22B83"), ("Android", "15", "AP3A.241105.007"),
+    ("Windows", "10", "19045"),
+    ("macOS", "15.1.1", "24B91"),
+    ("Linux", "6.8.0", "6.8.0-49-generic"),
+    ("iOS", "18.1", "22B83"),
+    ("Android", "15", "AP3A.241105.007"),
 ];
 const DEVICES: &[(&str, &str, &str)] = &[
-    ("Desktop", "x86_64", "Other"), ("iPhone", "arm64e", "Apple"), ("Pixel 8", "arm64-v8a", "Google"),
-    ("Mac", "arm64", "Apple"), ("Galaxy S24", "arm64-v8a", "samsung"),
+    ("Desktop", "x86_64", "Other"),
+    ("iPhone", "arm64e", "Apple"),
+    ("Pixel 8", "arm64-v8a", "Google"),
+    ("Mac", "arm64", "Apple"),
+    ("Galaxy S24", "arm64-v8a", "samsung"),
 ];
-const REGIONS: &[&str] = &["eu-west-1", "us-east-1", "us-west-2", "ap-southeast-1", "eu-central-1"];
-const CRUMB_CATS: &[&str] = &["http", "navigation", "ui.click", "query", "console", "auth", "cache", "celery"];
-const LOCALES: &[&str] = &["en-US", "de-DE", "fr-FR", "es-ES", "pt-BR", "ja-JP", "nl-NL", "en-GB"];
-const TZS: &[&str] = &["Europe/Berlin", "America/New_York", "Asia/Tokyo", "Europe/London", "America/Sao_Paulo"];
+const REGIONS: &[&str] = &[
+    "eu-west-1",
+    "us-east-1",
+    "us-west-2",
+    "ap-southeast-1",
+    "eu-central-1",
+];
+const CRUMB_CATS: &[&str] = &[
+    "http",
+    "navigation",
+    "ui.click",
+    "query",
+    "console",
+    "auth",
+    "cache",
+    "celery",
+];
+const LOCALES: &[&str] = &[
+    "en-US", "de-DE", "fr-FR", "es-ES", "pt-BR", "ja-JP", "nl-NL", "en-GB",
+];
+const TZS: &[&str] = &[
+    "Europe/Berlin",
+    "America/New_York",
+    "Asia/Tokyo",
+    "Europe/London",
+    "America/Sao_Paulo",
+];
 const PKGS: &[&str] = &[
-    "django", "djangorestframework", "celery", "redis", "psycopg", "sqlalchemy", "urllib3", "requests",
-    "certifi", "charset-normalizer", "idna", "kombu", "billiard", "vine", "amqp", "pydantic",
-    "pydantic-core", "typing-extensions", "gunicorn", "whitenoise", "stripe", "boto3", "botocore",
-    "s3transfer", "jmespath", "python-dateutil", "six", "pytz", "sentry-sdk", "structlog", "orjson",
-    "markupsafe", "jinja2", "pillow", "cryptography", "cffi", "pycparser", "pyjwt", "asgiref", "sqlparse",
+    "django",
+    "djangorestframework",
+    "celery",
+    "redis",
+    "psycopg",
+    "sqlalchemy",
+    "urllib3",
+    "requests",
+    "certifi",
+    "charset-normalizer",
+    "idna",
+    "kombu",
+    "billiard",
+    "vine",
+    "amqp",
+    "pydantic",
+    "pydantic-core",
+    "typing-extensions",
+    "gunicorn",
+    "whitenoise",
+    "stripe",
+    "boto3",
+    "botocore",
+    "s3transfer",
+    "jmespath",
+    "python-dateutil",
+    "six",
+    "pytz",
+    "sentry-sdk",
+    "structlog",
+    "orjson",
+    "markupsafe",
+    "jinja2",
+    "pillow",
+    "cryptography",
+    "cffi",
+    "pycparser",
+    "pyjwt",
+    "asgiref",
+    "sqlparse",
 ];
 
 fn title(s: &str) -> String {
@@ -214,17 +357,49 @@ fn code_line(r: &mut Rng, indent: usize) -> String {
     let v = r.pick(VERBS);
     let n = r.pick(NOUNS);
     let line = match r.below(12) {
-        0 => format!("{a} = {b}.{v}_{n}({b}_id, strict={})", if r.chance(0.5) { "True" } else { "False" }),
+        0 => format!(
+            "{a} = {b}.{v}_{n}({b}_id, strict={})",
+            if r.chance(0.5) { "True" } else { "False" }
+        ),
         1 => format!("if not {a}.is_{}:", r.pick(ADJS)),
-        2 => format!("    raise {}(f\"cannot {v} {n} {{{a}.pk}}: {{reason}}\")", r.pick(EXC_TYPES)),
-        3 => format!("for {n} in {a}.{b}_set.filter(status=\"{}\"):", r.pick(ADJS)),
+        2 => format!(
+            "    raise {}(f\"cannot {v} {n} {{{a}.pk}}: {{reason}}\")",
+            r.pick(EXC_TYPES)
+        ),
+        3 => format!(
+            "for {n} in {a}.{b}_set.filter(status=\"{}\"):",
+            r.pick(ADJS)
+        ),
         4 => format!("logger.debug(\"{v} %s for %s took %.2fms\", {a}, {b}.id, elapsed)"),
-        5 => format!("return self._{v}_{n}({a}, timeout={}, retries={})", r.int(1, 60), r.int(0, 5)),
-        6 => format!("with transaction.atomic(using=\"{}\"):", r.pick(&["default", "replica", "billing"])),
-        7 => format!("{a}[\"{n}_{}\"] = {b}.get(\"{}\", {})", r.pick(ADJS), r.pick(NOUNS), r.int(0, 500)),
-        8 => format!("{a} = await client.{v}(\"/v{}/{n}s/\", json={b}.as_dict())", r.int(1, 3)),
-        9 => format!("# {v} the {} {n} before we {} the {b}", r.pick(ADJS), r.pick(VERBS)),
-        10 => format!("self.{a} = {}({b}, {n}={a}, cache_ttl={})", title(r.pick::<&str>(NOUNS)), r.int(10, 3600)),
+        5 => format!(
+            "return self._{v}_{n}({a}, timeout={}, retries={})",
+            r.int(1, 60),
+            r.int(0, 5)
+        ),
+        6 => format!(
+            "with transaction.atomic(using=\"{}\"):",
+            r.pick(&["default", "replica", "billing"])
+        ),
+        7 => format!(
+            "{a}[\"{n}_{}\"] = {b}.get(\"{}\", {})",
+            r.pick(ADJS),
+            r.pick(NOUNS),
+            r.int(0, 500)
+        ),
+        8 => format!(
+            "{a} = await client.{v}(\"/v{}/{n}s/\", json={b}.as_dict())",
+            r.int(1, 3)
+        ),
+        9 => format!(
+            "# {v} the {} {n} before we {} the {b}",
+            r.pick(ADJS),
+            r.pick(VERBS)
+        ),
+        10 => format!(
+            "self.{a} = {}({b}, {n}={a}, cache_ttl={})",
+            title(r.pick::<&str>(NOUNS)),
+            r.int(10, 3600)
+        ),
         _ => format!("assert {a} is not None, \"{n} missing for {b} %s\" % {b}.pk"),
     };
     format!("{pad}{line}")
@@ -232,16 +407,42 @@ fn code_line(r: &mut Rng, indent: usize) -> String {
 
 fn repr(r: &mut Rng, module: &str) -> String {
     match r.below(7) {
-        0 => format!("<{}Handler object at 0x7f{}>", title(module.rsplit('.').next().unwrap_or("x")), r.hex(10)),
+        0 => format!(
+            "<{}Handler object at 0x7f{}>",
+            title(module.rsplit('.').next().unwrap_or("x")),
+            r.hex(10)
+        ),
         1 => format!("{}", r.int(1, 9_999_999)),
         2 => format!("'{}-{}'", r.pick(NOUNS), r.hex(8)),
         3 => format!(
             "{{'id': {}, 'status': '{}', '{}': {}}}",
-            r.int(1, 99999), r.pick(ADJS), r.pick(NOUNS), r.int(0, 999)
+            r.int(1, 99999),
+            r.pick(ADJS),
+            r.pick(NOUNS),
+            r.int(0, 999)
         ),
-        4 => format!("<QuerySet [<{}: {}>, <{}: {}>]>", title(r.pick::<&str>(NOUNS)), r.int(1, 9999), title(r.pick::<&str>(NOUNS)), r.int(1, 9999)),
-        5 => if r.chance(0.5) { "None".into() } else { "True".into() },
-        _ => format!("datetime.datetime(2026, {}, {}, {}, {}, {}, tzinfo=<UTC>)", r.int(1, 12), r.int(1, 28), r.int(0, 23), r.int(0, 59), r.int(0, 59)),
+        4 => format!(
+            "<QuerySet [<{}: {}>, <{}: {}>]>",
+            title(r.pick::<&str>(NOUNS)),
+            r.int(1, 9999),
+            title(r.pick::<&str>(NOUNS)),
+            r.int(1, 9999)
+        ),
+        5 => {
+            if r.chance(0.5) {
+                "None".into()
+            } else {
+                "True".into()
+            }
+        }
+        _ => format!(
+            "datetime.datetime(2026, {}, {}, {}, {}, {}, tzinfo=<UTC>)",
+            r.int(1, 12),
+            r.int(1, 28),
+            r.int(0, 23),
+            r.int(0, 59),
+            r.int(0, 59)
+        ),
     }
 }
 
@@ -262,7 +463,9 @@ pub fn make_groups(n: usize, seed: u64) -> Vec<Group> {
             let noun = NOUNS[g % NOUNS.len()];
             let exc_value = format!(
                 "could not {} {noun} in stage {}: invalid state '{}'",
-                r.pick(VERBS), group_tag(g), r.pick(NOUNS)
+                r.pick(VERBS),
+                group_tag(g),
+                r.pick(NOUNS)
             );
             let nframes = 17 + g % 5;
             let frames: Vec<Value> = (0..nframes)
@@ -330,7 +533,9 @@ pub fn iso_utc(unix_micros: i64) -> String {
     let (y, m, d) = civil_from_days(days);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        sod / 3600, (sod / 60) % 60, sod % 60
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60
     )
 }
 
@@ -470,8 +675,12 @@ fn make_event(group: &Group, r: &mut Rng, ts: i64) -> Value {
     );
     let cookie = format!(
         "sessionid={}; csrftoken={}; _ga=GA1.1.{}.{}; locale={}; cart={}",
-        r.token(32), r.token(32), r.int(100_000_000, 999_999_999), r.int(1_700_000_000, 1_770_000_000),
-        r.pick(LOCALES), r.hex(12)
+        r.token(32),
+        r.token(32),
+        r.int(100_000_000, 999_999_999),
+        r.int(1_700_000_000, 1_770_000_000),
+        r.pick(LOCALES),
+        r.hex(12)
     );
     let body: serde_json::Map<String, Value> = (0..r.int(3, 6))
         .map(|_| {
@@ -491,7 +700,10 @@ fn make_event(group: &Group, r: &mut Rng, ts: i64) -> Value {
     let mut modules = serde_json::Map::new();
     for p in PKGS {
         if r.chance(0.45) {
-            modules.insert(p.to_string(), json!(format!("{}.{}.{}", r.int(0, 5), r.int(0, 30), r.int(0, 12))));
+            modules.insert(
+                p.to_string(),
+                json!(format!("{}.{}.{}", r.int(0, 5), r.int(0, 30), r.int(0, 12))),
+            );
         }
     }
     let method = *r.pick(&["GET", "POST", "PUT", "PATCH"]);
@@ -610,12 +822,20 @@ impl Corpus {
                 .into_bytes();
                 tail.extend_from_slice(&payload);
                 tail.push(b'\n');
-                let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(8192), flate2::Compression::new(9));
+                let mut enc = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(8192),
+                    flate2::Compression::new(9),
+                );
                 enc.write_all(&tail).unwrap();
-                Variant { group: g, tail_gz: Bytes::from(enc.finish().unwrap()), tail_len: tail.len() }
+                Variant {
+                    group: g,
+                    tail_gz: Bytes::from(enc.finish().unwrap()),
+                    tail_len: tail.len(),
+                }
             })
             .collect();
-        let hdr_end = format!("\",\"dsn\":{}}}\n", serde_json::to_string(dsn).unwrap()).into_bytes();
+        let hdr_end =
+            format!("\",\"dsn\":{}}}\n", serde_json::to_string(dsn).unwrap()).into_bytes();
         Corpus { variants, hdr_end }
     }
 
@@ -625,7 +845,11 @@ impl Corpus {
             variants: self
                 .variants
                 .iter()
-                .map(|v| Variant { group: v.group, tail_gz: v.tail_gz.clone(), tail_len: v.tail_len })
+                .map(|v| Variant {
+                    group: v.group,
+                    tail_gz: v.tail_gz.clone(),
+                    tail_len: v.tail_len,
+                })
                 .collect(),
             hdr_end: format!("\",\"dsn\":{}}}\n", serde_json::to_string(dsn).unwrap()).into_bytes(),
         }
@@ -664,7 +888,11 @@ impl Corpus {
     pub fn mean_sizes(&self) -> (f64, f64) {
         let n = self.variants.len() as f64;
         let hl = self.header_len();
-        let gz: usize = self.variants.iter().map(|v| v.tail_gz.len() + hl + 23).sum();
+        let gz: usize = self
+            .variants
+            .iter()
+            .map(|v| v.tail_gz.len() + hl + 23)
+            .sum();
         let raw: usize = self.variants.iter().map(|v| v.tail_len + hl).sum();
         (gz as f64 / n, raw as f64 / n)
     }
@@ -685,21 +913,46 @@ impl Corpus {
             flate2::read::MultiGzDecoder::new(&body[..])
                 .read_to_end(&mut raw)
                 .with_context(|| format!("variant {i}: gzip"))?;
-            let nl = raw.iter().position(|&b| b == b'\n').context("no header line")?;
+            let nl = raw
+                .iter()
+                .position(|&b| b == b'\n')
+                .context("no header line")?;
             let hdr: Value = serde_json::from_slice(&raw[..nl]).context("envelope header")?;
-            ensure!(hdr["event_id"].as_str() == Some(std::str::from_utf8(&id)?), "variant {i}: event_id");
-            ensure!(hdr["sent_at"].as_str() == Some(std::str::from_utf8(&sent)?), "variant {i}: sent_at");
+            ensure!(
+                hdr["event_id"].as_str() == Some(std::str::from_utf8(&id)?),
+                "variant {i}: event_id"
+            );
+            ensure!(
+                hdr["sent_at"].as_str() == Some(std::str::from_utf8(&sent)?),
+                "variant {i}: sent_at"
+            );
             let rest = &raw[nl + 1..];
-            let nl2 = rest.iter().position(|&b| b == b'\n').context("no item header")?;
+            let nl2 = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .context("no item header")?;
             let ih: Value = serde_json::from_slice(&rest[..nl2]).context("item header")?;
             ensure!(ih["type"] == "event", "variant {i}: item type");
             let len = ih["length"].as_u64().context("length")? as usize;
             let payload = &rest[nl2 + 1..];
-            ensure!(payload.len() == len + 1 && payload[len] == b'\n', "variant {i}: length {len} vs {}", payload.len());
+            ensure!(
+                payload.len() == len + 1 && payload[len] == b'\n',
+                "variant {i}: length {len} vs {}",
+                payload.len()
+            );
             let ev: Value = serde_json::from_slice(&payload[..len]).context("payload")?;
-            ensure!(ev.get("event_id").is_none(), "variant {i}: payload has an event_id");
-            let val = ev["exception"]["values"][0]["value"].as_str().context("exception value")?.to_string();
-            if seen_values.insert(val, v.group).is_some_and(|g| g != v.group) {
+            ensure!(
+                ev.get("event_id").is_none(),
+                "variant {i}: payload has an event_id"
+            );
+            let val = ev["exception"]["values"][0]["value"]
+                .as_str()
+                .context("exception value")?
+                .to_string();
+            if seen_values
+                .insert(val, v.group)
+                .is_some_and(|g| g != v.group)
+            {
                 bail!("variant {i}: two groups share an exception value");
             }
         }
@@ -714,7 +967,9 @@ impl Corpus {
         iso_utc_into(now_micros(), &mut sent);
         let body = self.body(i, &id, &sent);
         let mut raw = String::new();
-        flate2::read::MultiGzDecoder::new(&body[..]).read_to_string(&mut raw).unwrap();
+        flate2::read::MultiGzDecoder::new(&body[..])
+            .read_to_string(&mut raw)
+            .unwrap();
         raw
     }
 }
@@ -725,7 +980,12 @@ mod tests {
 
     #[test]
     fn iso_formats_agree() {
-        for t in [0i64, 1_795_500_000_123_456, 951_782_400_000_001, 4_102_444_799_999_999] {
+        for t in [
+            0i64,
+            1_795_500_000_123_456,
+            951_782_400_000_001,
+            4_102_444_799_999_999,
+        ] {
             let mut b = [0u8; 27];
             iso_utc_into(t, &mut b);
             assert_eq!(std::str::from_utf8(&b).unwrap(), iso_utc(t));

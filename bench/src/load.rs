@@ -31,7 +31,9 @@ pub struct Target {
 
 impl Target {
     pub fn from_dsn(dsn: &str) -> anyhow::Result<Target> {
-        let rest = dsn.strip_prefix("http://").context("only http:// DSNs are supported")?;
+        let rest = dsn
+            .strip_prefix("http://")
+            .context("only http:// DSNs are supported")?;
         let (key, rest) = rest.split_once('@').context("DSN without a public key")?;
         let key = key.split(':').next().unwrap_or(key).to_string();
         let (hostport, path) = match rest.find('/') {
@@ -56,15 +58,25 @@ impl Target {
 /// `host:port` (port 80 if absent) to a loopback socket address; refuses other targets.
 pub fn resolve(hostport: &str) -> anyhow::Result<SocketAddr> {
     use std::net::ToSocketAddrs;
-    let hp = if hostport.rsplit_once(':').is_some_and(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+    let hp = if hostport
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
         && !hostport.ends_with(']')
     {
         hostport.to_string()
     } else {
         format!("{hostport}:80")
     };
-    let addrs: Vec<SocketAddr> = hp.to_socket_addrs().with_context(|| format!("cannot resolve {hp}"))?.collect();
-    let Some(a) = addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied() else {
+    let addrs: Vec<SocketAddr> = hp
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {hp}"))?
+        .collect();
+    let Some(a) = addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+    else {
         bail!("{hp} resolves to nothing");
     };
     if !a.ip().is_loopback() {
@@ -122,7 +134,11 @@ impl LoadResult {
         self.hist.value_at_quantile(q) as f64 / 1000.0
     }
     pub fn max_ms(&self) -> f64 {
-        if self.hist.is_empty() { f64::NAN } else { self.hist.max() as f64 / 1000.0 }
+        if self.hist.is_empty() {
+            f64::NAN
+        } else {
+            self.hist.max() as f64 / 1000.0
+        }
     }
 }
 
@@ -159,7 +175,11 @@ pub fn cpu_self_s() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-pub async fn run(target: &Target, corpus: Arc<Corpus>, opts: &LoadOpts) -> anyhow::Result<LoadResult> {
+pub async fn run(
+    target: &Target,
+    corpus: Arc<Corpus>,
+    opts: &LoadOpts,
+) -> anyhow::Result<LoadResult> {
     if opts.duration.is_none() && opts.events.is_none() {
         bail!("give --duration or --events");
     }
@@ -195,7 +215,10 @@ pub async fn run(target: &Target, corpus: Arc<Corpus>, opts: &LoadOpts) -> anyho
         let s = shared.clone();
         Some(tokio::spawn(async move {
             let mut last = 0;
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + s.opts.progress, s.opts.progress);
+            let mut tick = tokio::time::interval_at(
+                tokio::time::Instant::now() + s.opts.progress,
+                s.opts.progress,
+            );
             loop {
                 tick.tick().await;
                 let done = s.done.load(Ordering::Relaxed);
@@ -236,7 +259,9 @@ pub async fn run(target: &Target, corpus: Arc<Corpus>, opts: &LoadOpts) -> anyho
     let unsent = match (opts.rate, opts.duration) {
         (Some(r), Some(d)) => {
             let slots = (d.as_secs_f64() * r).ceil() as u64;
-            opts.events.map_or(slots, |n| n.min(slots)).saturating_sub(total.sent)
+            opts.events
+                .map_or(slots, |n| n.min(slots))
+                .saturating_sub(total.sent)
         }
         _ => 0,
     };
@@ -353,8 +378,12 @@ async fn worker(w: u64, s: Arc<Shared>) -> (WorkerStats, Histogram<u64>) {
                 Some(c) => c,
                 None => {
                     st.connects += 1;
-                    let mut c = connect(s.target.addr).await.map_err(|e| format!("connect: {e}"))?;
-                    c.ready().await.map_err(|e| format!("connect: {}", classify(&e)))?;
+                    let mut c = connect(s.target.addr)
+                        .await
+                        .map_err(|e| format!("connect: {e}"))?;
+                    c.ready()
+                        .await
+                        .map_err(|e| format!("connect: {}", classify(&e)))?;
                     c
                 }
             };
@@ -363,13 +392,21 @@ async fn worker(w: u64, s: Arc<Shared>) -> (WorkerStats, Histogram<u64>) {
                 .uri(&s.target.path)
                 .header(HOST, s.host.clone())
                 .header("x-sentry-auth", s.auth.clone())
-                .header(CONTENT_TYPE, HeaderValue::from_static("application/x-sentry-envelope"))
+                .header(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-sentry-envelope"),
+                )
                 .header(CONTENT_ENCODING, HeaderValue::from_static("gzip"))
                 .body(Full::new(body))
                 .map_err(|e| e.to_string())?;
             let resp = sender.send_request(req).await.map_err(|e| classify(&e))?;
             let status = resp.status().as_u16();
-            let body = resp.into_body().collect().await.map_err(|e| classify(&e))?.to_bytes();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| classify(&e))?
+                .to_bytes();
             conn = Some(sender);
             Ok::<_, String>((status, body))
         })
@@ -401,7 +438,9 @@ async fn worker(w: u64, s: Arc<Shared>) -> (WorkerStats, Histogram<u64>) {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             Err(_) => {
-                *st.errors.entry(format!("timeout after {:?}", s.opts.timeout)).or_default() += 1;
+                *st.errors
+                    .entry(format!("timeout after {:?}", s.opts.timeout))
+                    .or_default() += 1;
                 conn = None;
             }
         }

@@ -29,7 +29,12 @@ use load::{LoadOpts, LoadResult, Target};
 use verify::{Digest, Verifier};
 
 #[derive(Parser)]
-#[command(name = "faultline-bench", version, about = "Ingest benchmark for Faultline", args_conflicts_with_subcommands = true)]
+#[command(
+    name = "faultline-bench",
+    version,
+    about = "Ingest benchmark for Faultline",
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -127,7 +132,9 @@ pub struct DigestArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.cmd {
         Some(Cmd::NullServer { listen }) => rt.block_on(null_server::serve(&listen)),
         Some(Cmd::RunAll(a)) => rt.block_on(runall::run(a)),
@@ -139,7 +146,12 @@ fn main() -> anyhow::Result<()> {
 
 fn sample(c: &CorpusArgs) -> anyhow::Result<()> {
     let t = Instant::now();
-    let corpus = Corpus::build("http://0123456789abcdef0123456789abcdef@127.0.0.1:8000/1", c.groups, c.variants, c.seed);
+    let corpus = Corpus::build(
+        "http://0123456789abcdef0123456789abcdef@127.0.0.1:8000/1",
+        c.groups,
+        c.variants,
+        c.seed,
+    );
     let built = t.elapsed();
     corpus.verify_all()?;
     let (gz, raw) = corpus.mean_sizes();
@@ -147,7 +159,9 @@ fn sample(c: &CorpusArgs) -> anyhow::Result<()> {
     eprintln!(
         "{} bodies over {} groups built in {:.2}s, all decompress (multi-member gzip) to valid envelopes; \
          mean body {gz:.0} B gzip, {raw:.0} B uncompressed",
-        corpus.variants.len(), c.groups, built.as_secs_f64()
+        corpus.variants.len(),
+        c.groups,
+        built.as_secs_f64()
     );
     Ok(())
 }
@@ -155,11 +169,15 @@ fn sample(c: &CorpusArgs) -> anyhow::Result<()> {
 pub fn build_corpus(dsn: &str, c: &CorpusArgs) -> anyhow::Result<Arc<Corpus>> {
     let t = Instant::now();
     let corpus = Corpus::build(dsn, c.groups, c.variants, c.seed);
-    corpus.verify_all().context("pre-rendered bodies do not decompress to valid envelopes")?;
+    corpus
+        .verify_all()
+        .context("pre-rendered bodies do not decompress to valid envelopes")?;
     let (gz, raw) = corpus.mean_sizes();
     eprintln!(
         "built {} bodies ({} groups) in {:.2}s, verified; mean body {gz:.0} B gzip / {raw:.0} B uncompressed",
-        corpus.variants.len(), c.groups, t.elapsed().as_secs_f64()
+        corpus.variants.len(),
+        c.groups,
+        t.elapsed().as_secs_f64()
     );
     Ok(Arc::new(corpus))
 }
@@ -168,7 +186,10 @@ async fn load_cmd(a: LoadArgs) -> anyhow::Result<()> {
     let dsn = a.dsn.clone().context("--dsn is required")?;
     let target = Target::from_dsn(&dsn)?;
     let verifier = match (&a.verify_url, &a.token, &a.verify_cmd) {
-        (Some(u), Some(t), None) => Some(Verifier::Url { url: u.clone(), token: t.clone() }),
+        (Some(u), Some(t), None) => Some(Verifier::Url {
+            url: u.clone(),
+            token: t.clone(),
+        }),
         (Some(_), None, _) => bail!("--verify-url needs --token"),
         (None, _, Some(c)) => Some(Verifier::Cmd(c.clone())),
         (Some(_), _, Some(_)) => bail!("give --verify-url or --verify-cmd, not both"),
@@ -188,9 +209,21 @@ async fn load_cmd(a: LoadArgs) -> anyhow::Result<()> {
         Some(r) => format!("rate {r}/s"),
         None => "max throughput".into(),
     };
-    eprintln!("target {} {}  concurrency {}  {label}", target.addr, target.path, a.concurrency);
+    eprintln!(
+        "target {} {}  concurrency {}  {label}",
+        target.addr, target.path, a.concurrency
+    );
     let idle = a.pid.and_then(procstat::rss_kib).map(|r| r.0);
-    let phase = measure(&label, &target, corpus.clone(), &opts, verifier.as_ref(), a.pid, &a.digest).await?;
+    let phase = measure(
+        &label,
+        &target,
+        corpus.clone(),
+        &opts,
+        verifier.as_ref(),
+        a.pid,
+        &a.digest,
+    )
+    .await?;
     print!("{}", phase.human());
     let mut j = phase.json();
     let (gz, raw) = corpus.mean_sizes();
@@ -205,7 +238,10 @@ async fn load_cmd(a: LoadArgs) -> anyhow::Result<()> {
     println!("{line}");
     if let Some(p) = a.json_out {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(p)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)?;
         writeln!(f, "{line}")?;
     }
     Ok(())
@@ -260,8 +296,9 @@ pub async fn measure(
         let kthreads = b.kthreads_s - a.kthreads_s;
         ((b.tasks_s - a.tasks_s - kthreads - server - load.client_cpu_s) / wall_s).max(0.0)
     });
-    let kernel_cores_load =
-        machine0.zip(machine1).map(|(a, b)| (b.irq_s - a.irq_s + b.kthreads_s - a.kthreads_s) / wall_s);
+    let kernel_cores_load = machine0
+        .zip(machine1)
+        .map(|(a, b)| (b.irq_s - a.irq_s + b.kthreads_s - a.kthreads_s) / wall_s);
     let digest = match verifier {
         Some(v) => Some(
             verify::wait(
@@ -286,7 +323,10 @@ pub async fn measure(
         }
         None => (None, None),
     };
-    let digest_after_load_s = digest.as_ref().filter(|g| g.caught_up).map(|g| (g.done_at - load_end).as_secs_f64());
+    let digest_after_load_s = digest
+        .as_ref()
+        .filter(|g| g.caught_up)
+        .map(|g| (g.done_at - load_end).as_secs_f64());
     let digested_per_s = digest
         .as_ref()
         .map(|g| g.digested as f64 / (g.done_at.max(load_end) - start).as_secs_f64().max(1e-9));
@@ -320,13 +360,23 @@ impl Phase {
         if self.load.statuses.is_empty() {
             return "none".into();
         }
-        self.load.statuses.iter().map(|(k, v)| format!("{k}×{v}")).collect::<Vec<_>>().join(", ")
+        self.load
+            .statuses
+            .iter()
+            .map(|(k, v)| format!("{k}×{v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
     pub fn errors_str(&self) -> String {
         if self.load.errors.is_empty() {
             return "0".into();
         }
-        self.load.errors.iter().map(|(k, v)| format!("{v}× {k}")).collect::<Vec<_>>().join("; ")
+        self.load
+            .errors
+            .iter()
+            .map(|(k, v)| format!("{v}× {k}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     pub fn human(&self) -> String {
@@ -334,34 +384,59 @@ impl Phase {
         let mut s = format!(
             "{}: {} sent in {:.2}s, {} accepted (200) = {:.0}/s; statuses {}; transport errors {}\n  \
              latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms; client CPU {:.0}%\n",
-            self.label, l.sent, l.wall.as_secs_f64(), l.accepted, l.accepted_per_s(), self.statuses_str(),
-            self.errors_str(), l.ms(0.5), l.ms(0.9), l.ms(0.99), l.max_ms(),
+            self.label,
+            l.sent,
+            l.wall.as_secs_f64(),
+            l.accepted,
+            l.accepted_per_s(),
+            self.statuses_str(),
+            self.errors_str(),
+            l.ms(0.5),
+            l.ms(0.9),
+            l.ms(0.99),
+            l.max_ms(),
             100.0 * l.client_cpu_s / l.wall.as_secs_f64()
         );
         if let Some(o) = self.other_cores_load {
-            s += &format!("  kernel (irq/softirq, kernel threads) {:.0}% CPU; other processes on the machine {:.0}% CPU during the load{}\n",
-                100.0 * self.kernel_cores_load.unwrap_or(0.0), 100.0 * o,
-                if o > 0.15 { " (NOISY: results disturbed)" } else { "" });
+            s += &format!(
+                "  kernel (irq/softirq, kernel threads) {:.0}% CPU; other processes on the machine {:.0}% CPU during the load{}\n",
+                100.0 * self.kernel_cores_load.unwrap_or(0.0),
+                100.0 * o,
+                if o > 0.15 {
+                    " (NOISY: results disturbed)"
+                } else {
+                    ""
+                }
+            );
         }
         for (k, b) in &l.error_bodies {
             s += &format!("  first {k} body: {b}\n");
         }
         if l.unsent > 0 {
-            s += &format!("  {} scheduled requests NOT sent: the server fell behind the rate\n", l.unsent);
+            s += &format!(
+                "  {} scheduled requests NOT sent: the server fell behind the rate\n",
+                l.unsent
+            );
         }
         if l.id_mismatches > 0 {
-            s += &format!("  {} 200 answers without the request's event id\n", l.id_mismatches);
+            s += &format!(
+                "  {} 200 answers without the request's event id\n",
+                l.id_mismatches
+            );
         }
         if let Some(g) = &self.digest {
             s += &format!(
                 "  digested {}/{} ({}), {:.0}/s over load start → digestion done{}\n",
-                g.digested, l.accepted,
+                g.digested,
+                l.accepted,
                 match self.digest_after_load_s {
                     Some(t) => format!("caught up {t:.2}s after the load"),
                     None => "did NOT catch up".into(),
                 },
                 self.digested_per_s.unwrap_or(f64::NAN),
-                g.issues.map(|i| format!("; {i} issues")).unwrap_or_default(),
+                g.issues
+                    .map(|i| format!("; {i} issues"))
+                    .unwrap_or_default(),
             );
             for e in &g.errors {
                 s += &format!("  verify error: {e}\n");
@@ -414,8 +489,14 @@ impl Phase {
         if let Some(p) = self.peak_rss_kib {
             j["peak_rss_mib"] = json!(round1(p as f64 / 1024.0));
             j["vmhwm_mib"] = json!(round1(self.hwm_kib.unwrap_or(0) as f64 / 1024.0));
-            j["server_cpu_pct_load"] = json!(self.server_cpu_load_s.map(|c| round1(100.0 * c / l.wall.as_secs_f64())));
-            j["server_cpu_pct_load_and_digest"] = json!(self.server_cpu_total_s.map(|c| round1(100.0 * c / self.total_s)));
+            j["server_cpu_pct_load"] = json!(
+                self.server_cpu_load_s
+                    .map(|c| round1(100.0 * c / l.wall.as_secs_f64()))
+            );
+            j["server_cpu_pct_load_and_digest"] = json!(
+                self.server_cpu_total_s
+                    .map(|c| round1(100.0 * c / self.total_s))
+            );
         }
         j
     }

@@ -32,7 +32,8 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
     body.extend_from_slice(b"\"}");
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(resp)
 }
 

@@ -47,7 +47,12 @@ impl RssSampler {
                 std::thread::sleep(Duration::from_millis(100));
             }
         });
-        RssSampler { stop, peak, handle: Some(handle), pid }
+        RssSampler {
+            stop,
+            peak,
+            handle: Some(handle),
+            pid,
+        }
     }
 
     /// Stops sampling: (peak sampled VmRSS, VmHWM now), KiB.
@@ -80,7 +85,11 @@ pub struct MachineCpu {
 pub fn machine_cpu() -> Option<MachineCpu> {
     let s = std::fs::read_to_string("/proc/stat").ok()?;
     let line = s.lines().next()?;
-    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
     // user nice system idle iowait irq softirq steal
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let tasks = v.first()? + v.get(1)? + v.get(2)?;
@@ -89,9 +98,18 @@ pub fn machine_cpu() -> Option<MachineCpu> {
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
             let name = e.file_name();
-            let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
-            let Ok(st) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-            let Some((_, rest)) = st.rsplit_once(')') else { continue };
+            let Some(pid) = name
+                .to_str()
+                .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            else {
+                continue;
+            };
+            let Ok(st) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let Some((_, rest)) = st.rsplit_once(')') else {
+                continue;
+            };
             let f: Vec<&str> = rest.split_whitespace().collect();
             if f.get(1) == Some(&"2") || pid == "2" {
                 kt += f.get(11).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)
@@ -99,7 +117,11 @@ pub fn machine_cpu() -> Option<MachineCpu> {
             }
         }
     }
-    Some(MachineCpu { tasks_s: tasks as f64 / hz, irq_s: irq as f64 / hz, kthreads_s: kt as f64 / hz })
+    Some(MachineCpu {
+        tasks_s: tasks as f64 / hz,
+        irq_s: irq as f64 / hz,
+        kthreads_s: kt as f64 / hz,
+    })
 }
 
 pub fn loadavg() -> String {

@@ -78,10 +78,16 @@ fn wait_quiet(max: f64, what: &str, pid: Option<u32>) -> (f64, f64) {
         let busy = ((procstat::machine_busy_s().unwrap_or(0.0) - m0) / 2.0 - server - me).max(0.0);
         if busy < 0.15 || t.elapsed().as_secs_f64() >= max {
             if busy >= 0.15 && max > 0.0 {
-                eprintln!("   machine still busy ({:.0}% CPU used by others) after {max}s: running {what} anyway", busy * 100.0);
+                eprintln!(
+                    "   machine still busy ({:.0}% CPU used by others) after {max}s: running {what} anyway",
+                    busy * 100.0
+                );
             }
             if server > 0.05 {
-                eprintln!("   note: the server itself used {:.0}% CPU while idle before {what}", server * 100.0);
+                eprintln!(
+                    "   note: the server itself used {:.0}% CPU while idle before {what}",
+                    server * 100.0
+                );
             }
             return (busy, server);
         }
@@ -145,9 +151,14 @@ fn spawn_listening(
     timeout: Duration,
 ) -> anyhow::Result<(Proc, String, Lines)> {
     cmd.stdout(Stdio::piped()).stdin(Stdio::null());
-    let mut child = cmd.spawn().with_context(|| format!("cannot start {name}"))?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))?;
     let stdout = child.stdout.take().unwrap();
-    let mut proc = Proc { child, name: name.to_string() };
+    let mut proc = Proc {
+        child,
+        name: name.to_string(),
+    };
     let lines = Arc::new(Mutex::new(Vec::new()));
     let (tx, rx) = mpsc::channel();
     let l2 = lines.clone();
@@ -160,7 +171,11 @@ fn spawn_listening(
                 && line.contains(&m)
                 && let Some(i) = line.find("http://")
             {
-                let url = line[i..].split_whitespace().next().unwrap_or("").to_string();
+                let url = line[i..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
                 let _ = tx.send(url);
                 sent = true;
             }
@@ -186,7 +201,9 @@ fn cli(faultline: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<
     for (k, v) in env {
         c.env(k, v);
     }
-    let out = c.output().with_context(|| format!("cannot run {} {}", faultline.display(), args.join(" ")))?;
+    let out = c
+        .output()
+        .with_context(|| format!("cannot run {} {}", faultline.display(), args.join(" ")))?;
     if !out.status.success() {
         bail!(
             "`faultline {}` failed ({}): {}{}",
@@ -205,7 +222,9 @@ fn cli(faultline: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<
 }
 
 fn dir_size(p: &Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(p) else { return 0 };
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
     rd.flatten()
         .map(|e| match e.metadata() {
             Ok(m) if m.is_dir() => dir_size(&e.path()),
@@ -247,12 +266,21 @@ fn scan_log(path: &Path) -> (std::collections::BTreeMap<String, u64>, Vec<String
         let line = strip_ansi(raw);
         let level = ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"]
             .into_iter()
-            .find(|l| line.contains(&format!(" {l} ")) || line.contains(&format!("\"level\":\"{l}\"")) || line.starts_with(l));
+            .find(|l| {
+                line.contains(&format!(" {l} "))
+                    || line.contains(&format!("\"level\":\"{l}\""))
+                    || line.starts_with(l)
+            });
         let level = level.unwrap_or("other");
         *levels.entry(level.to_string()).or_default() += 1;
         if matches!(level, "ERROR" | "WARN" | "other") && examples.len() < 12 {
             // Dedupe on the line without its leading timestamp and digits.
-            let key: String = line.chars().skip(30).filter(|c| !c.is_ascii_digit()).take(120).collect();
+            let key: String = line
+                .chars()
+                .skip(30)
+                .filter(|c| !c.is_ascii_digit())
+                .take(120)
+                .collect();
             if keys.insert(key) {
                 examples.push(line.chars().take(400).collect());
             }
@@ -263,7 +291,10 @@ fn scan_log(path: &Path) -> (std::collections::BTreeMap<String, u64>, Vec<String
 
 pub async fn run(a: RunAllArgs) -> anyhow::Result<()> {
     let faultline = a.faultline.canonicalize().with_context(|| {
-        format!("faultline binary not found at {} (cargo build --release first)", a.faultline.display())
+        format!(
+            "faultline binary not found at {} (cargo build --release first)",
+            a.faultline.display()
+        )
     })?;
     let me = std::env::current_exe()?;
     let opts = |rate: Option<f64>, secs: f64, check_ids: bool| LoadOpts {
@@ -280,15 +311,31 @@ pub async fn run(a: RunAllArgs) -> anyhow::Result<()> {
     // ---------------------------------------------------------------- 1. null-server ceiling
     let mut quiet = Vec::new();
     quiet.push(wait_quiet(a.wait_quiet, "the null-server run", None));
-    eprintln!("== null server: ceiling, closed loop {}s, {} connections", a.null_duration, a.concurrency);
+    eprintln!(
+        "== null server: ceiling, closed loop {}s, {} connections",
+        a.null_duration, a.concurrency
+    );
     let mut c = Command::new(&me);
     c.args(["null-server", "--listen", "127.0.0.1:0"]);
-    let (mut null, null_url, _) = spawn_listening(c, "null-server", "listening on", Duration::from_secs(10))?;
-    let null_dsn = format!("{}/1", null_url.replacen("http://", "http://0123456789abcdef0123456789abcdef@", 1));
+    let (mut null, null_url, _) =
+        spawn_listening(c, "null-server", "listening on", Duration::from_secs(10))?;
+    let null_dsn = format!(
+        "{}/1",
+        null_url.replacen("http://", "http://0123456789abcdef0123456789abcdef@", 1)
+    );
     let corpus = build_corpus(&null_dsn, &a.corpus)?;
     let null_target = Target::from_dsn(&null_dsn)?;
     let null_pid = null.pid();
-    let null_phase = measure("null-server ceiling", &null_target, corpus.clone(), &opts(None, a.null_duration, false), None, Some(null_pid), &a.digest).await?;
+    let null_phase = measure(
+        "null-server ceiling",
+        &null_target,
+        corpus.clone(),
+        &opts(None, a.null_duration, false),
+        None,
+        Some(null_pid),
+        &a.digest,
+    )
+    .await?;
     eprint!("{}", null_phase.human());
     null.stop(Duration::from_secs(5));
     drop(null);
@@ -300,31 +347,75 @@ pub async fn run(a: RunAllArgs) -> anyhow::Result<()> {
             let d = std::env::temp_dir().join(format!(
                 "faultline-bench-{}-{}",
                 std::process::id(),
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis()
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_millis()
             ));
             (d, true)
         }
     };
     std::fs::create_dir_all(&data_dir)?;
-    let data = data_dir.to_str().context("data dir path is not UTF-8")?.to_string();
+    let data = data_dir
+        .to_str()
+        .context("data dir path is not UTF-8")?
+        .to_string();
     let log_path = data_dir.join("server-stderr.log");
-    eprintln!("== faultline: {} serve, data dir {data}, log {}", faultline.display(), log_path.display());
+    eprintln!(
+        "== faultline: {} serve, data dir {data}, log {}",
+        faultline.display(),
+        log_path.display()
+    );
     let mut c = Command::new(&faultline);
     c.args(["serve", "--listen", "127.0.0.1:0", "--data-dir", &data])
         .env("NO_COLOR", "1")
         .stderr(std::fs::File::create(&log_path)?);
     let t_spawn = Instant::now();
-    let (mut server, base, server_stdout) =
-        spawn_listening(c, "faultline serve", "Faultline listening on", Duration::from_secs(60))?;
+    let (mut server, base, server_stdout) = spawn_listening(
+        c,
+        "faultline serve",
+        "Faultline listening on",
+        Duration::from_secs(60),
+    )?;
     let startup_s = t_spawn.elapsed().as_secs_f64();
     let pid = server.pid();
-    let dsn = cli(&faultline, &["project", "create", "bench/bench", "--data-dir", &data, "--public-url", &base], &[])?;
+    let dsn = cli(
+        &faultline,
+        &[
+            "project",
+            "create",
+            "bench/bench",
+            "--data-dir",
+            &data,
+            "--public-url",
+            &base,
+        ],
+        &[],
+    )?;
     cli(
         &faultline,
-        &["user", "create", "--email", "bench@example.com", "--superuser", "--data-dir", &data],
+        &[
+            "user",
+            "create",
+            "--email",
+            "bench@example.com",
+            "--superuser",
+            "--data-dir",
+            &data,
+        ],
         &[("FAULTLINE_PASSWORD", "benchpass123")],
     )?;
-    let token = cli(&faultline, &["token", "create", "--email", "bench@example.com", "--data-dir", &data], &[])?;
+    let token = cli(
+        &faultline,
+        &[
+            "token",
+            "create",
+            "--email",
+            "bench@example.com",
+            "--data-dir",
+            &data,
+        ],
+        &[],
+    )?;
     if !dsn.starts_with("http://") || token.is_empty() {
         bail!("unexpected output from the faultline CLI: DSN {dsn:?}, token {token:?}");
     }
@@ -337,22 +428,60 @@ pub async fn run(a: RunAllArgs) -> anyhow::Result<()> {
         url: format!("{base}/api/0/projects/bench/bench/issues/?query=&limit=100&statsPeriod="),
         token,
     };
-    let before = verifier.count().await.context("issue list before the load (is the token accepted?)")?;
+    let before = verifier
+        .count()
+        .await
+        .context("issue list before the load (is the token accepted?)")?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let idle = procstat::rss_kib(pid).map(|r| r.0).context("cannot read the server's /proc status")?;
-    eprintln!("   idle RSS {:.1} MiB; issue list before the load: {} events in {} issues", idle as f64 / 1024.0, before.0, before.1.unwrap_or(0));
+    let idle = procstat::rss_kib(pid)
+        .map(|r| r.0)
+        .context("cannot read the server's /proc status")?;
+    eprintln!(
+        "   idle RSS {:.1} MiB; issue list before the load: {} events in {} issues",
+        idle as f64 / 1024.0,
+        before.0,
+        before.1.unwrap_or(0)
+    );
 
     // ---------------------------------------------------------------- 3. max throughput
-    eprintln!("== faultline: max throughput, closed loop {}s, {} connections", a.max_duration, a.concurrency);
-    quiet.push(wait_quiet(a.wait_quiet, "the max-throughput run", Some(pid)));
-    let max = measure("Faultline max throughput", &target, corpus.clone(), &opts(None, a.max_duration, true), Some(&verifier), Some(pid), &a.digest).await?;
+    eprintln!(
+        "== faultline: max throughput, closed loop {}s, {} connections",
+        a.max_duration, a.concurrency
+    );
+    quiet.push(wait_quiet(
+        a.wait_quiet,
+        "the max-throughput run",
+        Some(pid),
+    ));
+    let max = measure(
+        "Faultline max throughput",
+        &target,
+        corpus.clone(),
+        &opts(None, a.max_duration, true),
+        Some(&verifier),
+        Some(pid),
+        &a.digest,
+    )
+    .await?;
     eprint!("{}", max.human());
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // ---------------------------------------------------------------- 4. fixed rate
-    eprintln!("== faultline: open loop {}/s for {}s, {} connections", a.rate, a.rate_duration, a.concurrency);
+    eprintln!(
+        "== faultline: open loop {}/s for {}s, {} connections",
+        a.rate, a.rate_duration, a.concurrency
+    );
     quiet.push(wait_quiet(a.wait_quiet, "the fixed-rate run", Some(pid)));
-    let fixed = measure(&format!("Faultline {}/s", a.rate), &target, corpus.clone(), &opts(Some(a.rate), a.rate_duration, true), Some(&verifier), Some(pid), &a.digest).await?;
+    let fixed = measure(
+        &format!("Faultline {}/s", a.rate),
+        &target,
+        corpus.clone(),
+        &opts(Some(a.rate), a.rate_duration, true),
+        Some(&verifier),
+        Some(pid),
+        &a.digest,
+    )
+    .await?;
     eprint!("{}", fixed.human());
 
     // ---------------------------------------------------------------- 5. stop, collect
@@ -367,7 +496,11 @@ pub async fn run(a: RunAllArgs) -> anyhow::Result<()> {
             rd.flatten()
                 .map(|e| {
                     let p = e.path();
-                    let size = if p.is_dir() { dir_size(&p) } else { e.metadata().map(|m| m.len()).unwrap_or(0) };
+                    let size = if p.is_dir() {
+                        dir_size(&p)
+                    } else {
+                        e.metadata().map(|m| m.len()).unwrap_or(0)
+                    };
                     (e.file_name().to_string_lossy().into_owned(), size)
                 })
                 .collect()
@@ -386,16 +519,28 @@ pub async fn run(a: RunAllArgs) -> anyhow::Result<()> {
         .lock()
         .unwrap()
         .iter()
-        .map(|l| if l.contains("Password") { "  Password: (redacted)".to_string() } else { l.clone() })
+        .map(|l| {
+            if l.contains("Password") {
+                "  Password: (redacted)".to_string()
+            } else {
+                l.clone()
+            }
+        })
         .collect();
 
     let (gz, raw) = corpus.mean_sizes();
     let ceiling = null_phase.load.accepted_per_s();
     let ratio = |x: Option<f64>| x.map(|v| v / ceiling);
-    let mib = |k: Option<u64>| k.map(|k| format!("{:.1}", k as f64 / 1024.0)).unwrap_or_else(|| "–".into());
+    let mib = |k: Option<u64>| {
+        k.map(|k| format!("{:.1}", k as f64 / 1024.0))
+            .unwrap_or_else(|| "–".into())
+    };
     let f0 = |x: Option<f64>| x.map(|v| format!("{v:.0}")).unwrap_or_else(|| "–".into());
     let f2 = |x: Option<f64>| x.map(|v| format!("{v:.2}")).unwrap_or_else(|| "–".into());
-    let pct = |x: Option<f64>| x.map(|v| format!("{:.1}%", 100.0 * v)).unwrap_or_else(|| "–".into());
+    let pct = |x: Option<f64>| {
+        x.map(|v| format!("{:.1}%", 100.0 * v))
+            .unwrap_or_else(|| "–".into())
+    };
 
     let phases = [&null_phase, &max, &fixed];
     let mut md = String::new();
@@ -404,76 +549,188 @@ pub async fn run(a: RunAllArgs) -> anyhow::Result<()> {
          {} cores, client and server on the same machine; {} connections (HTTP/1.1 keep-alive); \
          {} groups; {} pre-rendered bodies, mean **{gz:.0} B gzip** ({raw:.0} B uncompressed), \
          unique event_id per request.\n\n",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        a.concurrency, a.corpus.groups, corpus.variants.len()
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        a.concurrency,
+        a.corpus.groups,
+        corpus.variants.len()
     );
     md += "| | null-server ceiling | Faultline max throughput | Faultline fixed rate |\n|---|---:|---:|---:|\n";
     let row = |name: &str, f: &dyn Fn(&Phase) -> String| {
-        format!("| {name} | {} |\n", phases.iter().map(|p| f(p)).collect::<Vec<_>>().join(" | "))
+        format!(
+            "| {name} | {} |\n",
+            phases.iter().map(|p| f(p)).collect::<Vec<_>>().join(" | ")
+        )
     };
     md += &row("mode", &|p| match p.opts.rate {
         Some(r) => format!("open loop {r:.0}/s"),
         None => "closed loop".into(),
     });
-    md += &row("load duration (s)", &|p| format!("{:.2}", p.load.wall.as_secs_f64()));
+    md += &row("load duration (s)", &|p| {
+        format!("{:.2}", p.load.wall.as_secs_f64())
+    });
     md += &row("requests sent", &|p| p.load.sent.to_string());
     md += &row("accepted (200)", &|p| p.load.accepted.to_string());
-    md += &row("**accepted events/s**", &|p| format!("**{:.0}**", p.load.accepted_per_s()));
+    md += &row("**accepted events/s**", &|p| {
+        format!("**{:.0}**", p.load.accepted_per_s())
+    });
     md += &row("status codes", &|p| p.statuses_str());
     md += &row("transport errors", &|p| p.errors_str());
-    md += &row("scheduled but not sent (server behind the rate)", &|p| if p.opts.rate.is_some() { p.load.unsent.to_string() } else { "–".into() });
-    md += &row("200 without our event_id", &|p| if p.opts.check_ids { p.load.id_mismatches.to_string() } else { "not checked".into() });
+    md += &row("scheduled but not sent (server behind the rate)", &|p| {
+        if p.opts.rate.is_some() {
+            p.load.unsent.to_string()
+        } else {
+            "–".into()
+        }
+    });
+    md += &row("200 without our event_id", &|p| {
+        if p.opts.check_ids {
+            p.load.id_mismatches.to_string()
+        } else {
+            "not checked".into()
+        }
+    });
     md += &row("latency p50 (ms)", &|p| format!("{:.2}", p.load.ms(0.5)));
     md += &row("latency p90 (ms)", &|p| format!("{:.2}", p.load.ms(0.9)));
     md += &row("latency p99 (ms)", &|p| format!("{:.2}", p.load.ms(0.99)));
     md += &row("latency max (ms)", &|p| format!("{:.2}", p.load.max_ms()));
-    md += &row("digested", &|p| p.digest.as_ref().map(|g| format!("{} / {}", g.digested, p.load.accepted)).unwrap_or_else(|| "–".into()));
-    md += &row("digestion caught up after load end (s)", &|p| match &p.digest {
-        Some(g) if !g.caught_up => "**did not**".into(),
-        Some(_) => f2(p.digest_after_load_s),
-        None => "–".into(),
+    md += &row("digested", &|p| {
+        p.digest
+            .as_ref()
+            .map(|g| format!("{} / {}", g.digested, p.load.accepted))
+            .unwrap_or_else(|| "–".into())
     });
-    md += &row("**digested events/s** (load start → digestion done)", &|p| format!("**{}**", f0(p.digested_per_s)));
-    md += &row("issues in the list", &|p| p.digest.as_ref().and_then(|g| g.issues).map(|i| i.to_string()).unwrap_or_else(|| "–".into()));
-    md += &row("server peak RSS (MiB, 100 ms samples)", &|p| mib(p.peak_rss_kib));
-    md += &row("server CPU during load", &|p| p.server_cpu_load_s.map(|c| format!("{:.0}%", 100.0 * c / p.load.wall.as_secs_f64())).unwrap_or_else(|| "–".into()));
-    md += &row("server CPU load+digestion", &|p| p.server_cpu_total_s.map(|c| format!("{:.0}%", 100.0 * c / p.total_s)).unwrap_or_else(|| "–".into()));
-    md += &row("kernel CPU during load (irq/softirq, kernel threads)", &|p| p.kernel_cores_load.map(|o| format!("{:.0}%", 100.0 * o)).unwrap_or_else(|| "–".into()));
-    md += &row("other processes' CPU during load (noise)", &|p| p.other_cores_load.map(|o| format!("{:.0}%", 100.0 * o)).unwrap_or_else(|| "–".into()));
-    md += &row("client CPU", &|p| format!("{:.0}%", 100.0 * p.load.client_cpu_s / p.load.wall.as_secs_f64()));
-    let closed = |p: &Phase, x: Option<f64>| if p.opts.rate.is_some() { "n/a (rate-limited by the client)".to_string() } else { pct(x) };
-    md += &row("accepted/s ÷ null ceiling", &|p| closed(p, Some(p.load.accepted_per_s() / ceiling)));
-    md += &row("digested/s ÷ null ceiling", &|p| closed(p, ratio(p.digested_per_s)));
+    md += &row(
+        "digestion caught up after load end (s)",
+        &|p| match &p.digest {
+            Some(g) if !g.caught_up => "**did not**".into(),
+            Some(_) => f2(p.digest_after_load_s),
+            None => "–".into(),
+        },
+    );
+    md += &row(
+        "**digested events/s** (load start → digestion done)",
+        &|p| format!("**{}**", f0(p.digested_per_s)),
+    );
+    md += &row("issues in the list", &|p| {
+        p.digest
+            .as_ref()
+            .and_then(|g| g.issues)
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "–".into())
+    });
+    md += &row("server peak RSS (MiB, 100 ms samples)", &|p| {
+        mib(p.peak_rss_kib)
+    });
+    md += &row("server CPU during load", &|p| {
+        p.server_cpu_load_s
+            .map(|c| format!("{:.0}%", 100.0 * c / p.load.wall.as_secs_f64()))
+            .unwrap_or_else(|| "–".into())
+    });
+    md += &row("server CPU load+digestion", &|p| {
+        p.server_cpu_total_s
+            .map(|c| format!("{:.0}%", 100.0 * c / p.total_s))
+            .unwrap_or_else(|| "–".into())
+    });
+    md += &row(
+        "kernel CPU during load (irq/softirq, kernel threads)",
+        &|p| {
+            p.kernel_cores_load
+                .map(|o| format!("{:.0}%", 100.0 * o))
+                .unwrap_or_else(|| "–".into())
+        },
+    );
+    md += &row("other processes' CPU during load (noise)", &|p| {
+        p.other_cores_load
+            .map(|o| format!("{:.0}%", 100.0 * o))
+            .unwrap_or_else(|| "–".into())
+    });
+    md += &row("client CPU", &|p| {
+        format!(
+            "{:.0}%",
+            100.0 * p.load.client_cpu_s / p.load.wall.as_secs_f64()
+        )
+    });
+    let closed = |p: &Phase, x: Option<f64>| {
+        if p.opts.rate.is_some() {
+            "n/a (rate-limited by the client)".to_string()
+        } else {
+            pct(x)
+        }
+    };
+    md += &row("accepted/s ÷ null ceiling", &|p| {
+        closed(p, Some(p.load.accepted_per_s() / ceiling))
+    });
+    md += &row("digested/s ÷ null ceiling", &|p| {
+        closed(p, ratio(p.digested_per_s))
+    });
 
     md += "\n| Faultline | value |\n|---|---:|\n";
     md += &format!("| startup until listening (s) | {startup_s:.2} |\n");
-    md += &format!("| idle RSS after setup (MiB) | {:.1} |\n", idle as f64 / 1024.0);
-    md += &format!("| peak RSS, max-throughput run (MiB) | {} |\n", mib(max.peak_rss_kib));
-    md += &format!("| peak RSS, fixed-rate run (MiB) | {} |\n", mib(fixed.peak_rss_kib));
+    md += &format!(
+        "| idle RSS after setup (MiB) | {:.1} |\n",
+        idle as f64 / 1024.0
+    );
+    md += &format!(
+        "| peak RSS, max-throughput run (MiB) | {} |\n",
+        mib(max.peak_rss_kib)
+    );
+    md += &format!(
+        "| peak RSS, fixed-rate run (MiB) | {} |\n",
+        mib(fixed.peak_rss_kib)
+    );
     md += &format!("| VmHWM at the end (MiB) | {} |\n", mib(hwm_end));
-    md += &format!("| server CPU time, whole run (s) | {} |\n", f2(server_cpu_total));
+    md += &format!(
+        "| server CPU time, whole run (s) | {} |\n",
+        f2(server_cpu_total)
+    );
     md += &format!(
         "| server CPU while idle before the max / fixed-rate runs | {:.0}% / {:.0}% |\n",
         100.0 * quiet.get(1).map_or(0.0, |q| q.1),
         100.0 * quiet.get(2).map_or(0.0, |q| q.1)
     );
-    md += &format!("| **accepted/s ÷ null ceiling** (max run) | **{}** |\n", pct(Some(max.load.accepted_per_s() / ceiling)));
-    md += &format!("| **digested/s ÷ null ceiling** (max run) | **{}** |\n", pct(ratio(max.digested_per_s)));
-    md += &format!("| fixed-rate run: achieved / target rate | {} |\n", pct(Some(fixed.load.accepted_per_s() / a.rate)));
+    md += &format!(
+        "| **accepted/s ÷ null ceiling** (max run) | **{}** |\n",
+        pct(Some(max.load.accepted_per_s() / ceiling))
+    );
+    md += &format!(
+        "| **digested/s ÷ null ceiling** (max run) | **{}** |\n",
+        pct(ratio(max.digested_per_s))
+    );
+    md += &format!(
+        "| fixed-rate run: achieved / target rate | {} |\n",
+        pct(Some(fixed.load.accepted_per_s() / a.rate))
+    );
     md += &format!(
         "| data dir after the run (MiB) | {:.1} ({parts_str}); {:.1} KiB per accepted event |\n",
         data_bytes as f64 / 1048576.0,
         data_bytes as f64 / 1024.0 / accepted_total.max(1) as f64
     );
-    md += &format!("| graceful shutdown (SIGTERM) | {} in {stop_s:.2}s ({exit}) |\n", if graceful { "yes" } else { "**no, killed**" });
+    md += &format!(
+        "| graceful shutdown (SIGTERM) | {} in {stop_s:.2}s ({exit}) |\n",
+        if graceful { "yes" } else { "**no, killed**" }
+    );
     md += &format!(
         "| server stderr lines by level | {} |\n",
-        if levels.is_empty() { "none".into() } else { levels.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ") }
+        if levels.is_empty() {
+            "none".into()
+        } else {
+            levels
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
     );
     let mut notes = Vec::new();
     for p in phases {
         for (k, b) in &p.load.error_bodies {
-            notes.push(format!("{}: first {k} answer: `{}`", p.label, b.replace('\n', " ")));
+            notes.push(format!(
+                "{}: first {k} answer: `{}`",
+                p.label,
+                b.replace('\n', " ")
+            ));
         }
         if p.other_cores_load.is_some_and(|o| o > 0.15) {
             notes.push(format!(
@@ -488,7 +745,9 @@ pub async fn run(a: RunAllArgs) -> anyhow::Result<()> {
         }
     }
     if !log_examples.is_empty() {
-        notes.push(format!("server stderr ({log_lines} lines), distinct WARN/ERROR/other lines:"));
+        notes.push(format!(
+            "server stderr ({log_lines} lines), distinct WARN/ERROR/other lines:"
+        ));
         notes.extend(log_examples.iter().map(|l| format!("    {l}")));
     }
     if !notes.is_empty() {
@@ -529,7 +788,10 @@ pub async fn run(a: RunAllArgs) -> anyhow::Result<()> {
     println!("{line}");
     if let Some(p) = &a.json_out {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(p)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)?;
         writeln!(f, "{line}")?;
     }
     if temp && !a.keep_data {

@@ -35,13 +35,18 @@ impl Verifier {
                     }
                     let (body, link) = get(&u, token).await?;
                     let v: Value = serde_json::from_slice(&body).with_context(|| {
-                        format!("issue list is not JSON: {}", String::from_utf8_lossy(&body[..body.len().min(300)]))
+                        format!(
+                            "issue list is not JSON: {}",
+                            String::from_utf8_lossy(&body[..body.len().min(300)])
+                        )
                     })?;
                     let arr = v.as_array().context("issue list is not a JSON array")?;
                     issues += arr.len() as u64;
                     for issue in arr {
                         total += match &issue["count"] {
-                            Value::String(s) => s.parse::<u64>().with_context(|| format!("count {s:?}"))?,
+                            Value::String(s) => {
+                                s.parse::<u64>().with_context(|| format!("count {s:?}"))?
+                            }
                             Value::Number(n) => n.as_u64().context("count")?,
                             other => bail!("issue without count: {other}"),
                         };
@@ -57,11 +62,17 @@ impl Verifier {
             Verifier::Cmd(cmd) => {
                 let cmd = cmd.clone();
                 let out = tokio::task::spawn_blocking(move || {
-                    std::process::Command::new("sh").arg("-c").arg(&cmd).output()
+                    std::process::Command::new("sh")
+                        .arg("-c")
+                        .arg(&cmd)
+                        .output()
                 })
                 .await??;
                 if !out.status.success() {
-                    bail!("verify command failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+                    bail!(
+                        "verify command failed: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
                 }
                 let s = String::from_utf8_lossy(&out.stdout);
                 let n = s
@@ -87,7 +98,8 @@ pub fn next_link(link: &str) -> Option<String> {
         let has = |k: &str, v: &str| {
             params.split(';').any(|p| {
                 let p = p.trim().trim_end_matches(',').trim();
-                p.split_once('=').is_some_and(|(a, b)| a.trim() == k && b.trim().trim_matches('"') == v)
+                p.split_once('=')
+                    .is_some_and(|(a, b)| a.trim() == k && b.trim().trim_matches('"') == v)
             })
         };
         if has("rel", "next") && has("results", "true") {
@@ -101,7 +113,9 @@ pub fn next_link(link: &str) -> Option<String> {
 /// `next`'s path and query on `base`'s scheme, host and port.
 fn rebase(base: &str, next: &str) -> String {
     let origin_len = |u: &str| {
-        u.find("://").map(|i| i + 3 + u[i + 3..].find('/').unwrap_or(u.len() - i - 3)).unwrap_or(0)
+        u.find("://")
+            .map(|i| i + 3 + u[i + 3..].find('/').unwrap_or(u.len() - i - 3))
+            .unwrap_or(0)
     };
     let b = &base[..origin_len(base)];
     let n = &next[origin_len(next)..];
@@ -110,13 +124,17 @@ fn rebase(base: &str, next: &str) -> String {
 
 /// A plain HTTP/1.1 GET on a fresh connection: (body, Link header).
 pub async fn get(url: &str, token: &str) -> anyhow::Result<(Bytes, Option<String>)> {
-    let rest = url.strip_prefix("http://").context("only http:// verify URLs")?;
+    let rest = url
+        .strip_prefix("http://")
+        .context("only http:// verify URLs")?;
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
     let addr = crate::load::resolve(hostport)?;
-    let stream = TcpStream::connect(addr).await.with_context(|| format!("connect {addr}"))?;
+    let stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connect {addr}"))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         let _ = conn.await;
@@ -129,10 +147,17 @@ pub async fn get(url: &str, token: &str) -> anyhow::Result<(Bytes, Option<String
         .await
         .context("verify request timed out")??;
     let status = resp.status();
-    let link = resp.headers().get(LINK).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let link = resp
+        .headers()
+        .get(LINK)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let body = resp.into_body().collect().await?.to_bytes();
     if !status.is_success() {
-        bail!("GET {url}: {status}: {}", String::from_utf8_lossy(&body[..body.len().min(300)]));
+        bail!(
+            "GET {url}: {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        );
     }
     Ok((body, link))
 }
@@ -183,14 +208,31 @@ pub async fn wait(
         }
         let digested = last.saturating_sub(baseline);
         if digested >= target {
-            return Digest { digested, caught_up: true, done_at: last_change.max(load_end), polls, errors, issues };
+            return Digest {
+                digested,
+                caught_up: true,
+                done_at: last_change.max(load_end),
+                polls,
+                errors,
+                issues,
+            };
         }
         let now = Instant::now();
         if now - last_change > idle || now - load_end > timeout {
-            return Digest { digested, caught_up: false, done_at: last_change, polls, errors, issues };
+            return Digest {
+                digested,
+                caught_up: false,
+                done_at: last_change,
+                polls,
+                errors,
+                issues,
+            };
         }
         if last_print.elapsed() >= Duration::from_secs(5) {
-            eprintln!("  digest: {digested}/{target} after {:.1}s", (now - load_end).as_secs_f64());
+            eprintln!(
+                "  digest: {digested}/{target} after {:.1}s",
+                (now - load_end).as_secs_f64()
+            );
             last_print = now;
         }
         tokio::time::sleep(interval).await;
@@ -203,8 +245,14 @@ mod tests {
     fn link_next() {
         let l = "<http://x/api/?query=&cursor=0:0:1>; rel=\"previous\"; results=\"false\"; cursor=\"0:0:1\", \
                  <http://x/api/?query=&cursor=0:100:0>; rel=\"next\"; results=\"true\"; cursor=\"0:100:0\"";
-        assert_eq!(super::next_link(l).as_deref(), Some("http://x/api/?query=&cursor=0:100:0"));
-        assert_eq!(super::rebase("http://127.0.0.1:5/a?b", "http://127.0.0.1:0/api/?c=1"), "http://127.0.0.1:5/api/?c=1");
+        assert_eq!(
+            super::next_link(l).as_deref(),
+            Some("http://x/api/?query=&cursor=0:100:0")
+        );
+        assert_eq!(
+            super::rebase("http://127.0.0.1:5/a?b", "http://127.0.0.1:0/api/?c=1"),
+            "http://127.0.0.1:5/api/?c=1"
+        );
         assert_eq!(super::next_link(&l.replace("\"true\"", "\"false\"")), None);
     }
 }
