@@ -23,6 +23,7 @@
 //! `MultiGzDecoder`, Python's `gzip`, `zcat`) reads one envelope.
 
 use std::io::{Read, Write};
+use std::sync::Arc;
 
 use anyhow::{Context, bail, ensure};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -457,71 +458,73 @@ pub struct Group {
 
 pub fn make_groups(n: usize, seed: u64) -> Vec<Group> {
     let mut r = Rng::new(seed);
-    (0..n)
-        .map(|g| {
-            let exc_type = EXC_TYPES[g % EXC_TYPES.len()].to_string();
-            let noun = NOUNS[g % NOUNS.len()];
-            let exc_value = format!(
-                "could not {} {noun} in stage {}: invalid state '{}'",
-                r.pick(VERBS),
-                group_tag(g),
-                r.pick(NOUNS)
-            );
-            let nframes = 17 + g % 5;
-            let frames: Vec<Value> = (0..nframes)
-                .map(|i| {
-                    let (filename, module, function, abs_path, in_app);
-                    if i < 4 {
-                        let (f, m, func) = LIB_FRAMES[(g + i) % LIB_FRAMES.len()];
-                        filename = f.to_string();
-                        module = m.to_string();
-                        function = func.to_string();
-                        abs_path = format!("/venv/lib/python3.12/site-packages/{f}");
-                        in_app = false;
-                    } else {
-                        module = MODULES[(g * 7 + i) % MODULES.len()].to_string();
-                        function = format!("{}_{}", r.pick(VERBS), r.pick(NOUNS));
-                        filename = format!("{}.py", module.replace('.', "/"));
-                        abs_path = format!("/srv/app/{filename}");
-                        in_app = true;
-                    }
-                    let lineno = r.int(20, 900);
-                    let mut indent = 4 * r.int(1, 2) as usize;
-                    let pre: Vec<String> = (0..2).map(|_| code_line(&mut r, indent)).collect();
-                    indent = 4 * r.int(1, 3) as usize;
-                    let context_line = code_line(&mut r, indent);
-                    let post: Vec<String> = (0..2)
-                        .map(|_| {
-                            let ind = 4 * r.int(1, 2) as usize;
-                            code_line(&mut r, ind)
-                        })
-                        .collect();
-                    let mut frame = json!({
-                        "filename": filename, "abs_path": abs_path, "module": module,
-                        "function": function, "lineno": lineno, "in_app": in_app,
-                        "pre_context": pre, "context_line": context_line, "post_context": post,
-                    });
-                    if in_app && i + 10 >= nframes {
-                        let mut vars = serde_json::Map::new();
-                        vars.insert("self".into(), Value::String(repr(&mut r, &module)));
-                        for _ in 0..r.int(0, 2) {
-                            let k = format!("{}_{}", r.pick(ADJS), r.pick(NOUNS));
-                            vars.insert(k, Value::String(repr(&mut r, &module)));
-                        }
-                        frame["vars"] = Value::Object(vars);
-                    }
-                    frame
+    (0..n).map(|g| make_group(g, &mut r)).collect()
+}
+
+/// Group `g`; `r` must have made groups `0..g` before (as [`make_groups`] does), so that a group
+/// is the same whatever the number of groups.
+pub fn make_group(g: usize, r: &mut Rng) -> Group {
+    let exc_type = EXC_TYPES[g % EXC_TYPES.len()].to_string();
+    let noun = NOUNS[g % NOUNS.len()];
+    let exc_value = format!(
+        "could not {} {noun} in stage {}: invalid state '{}'",
+        r.pick(VERBS),
+        group_tag(g),
+        r.pick(NOUNS)
+    );
+    let nframes = 17 + g % 5;
+    let frames: Vec<Value> = (0..nframes)
+        .map(|i| {
+            let (filename, module, function, abs_path, in_app);
+            if i < 4 {
+                let (f, m, func) = LIB_FRAMES[(g + i) % LIB_FRAMES.len()];
+                filename = f.to_string();
+                module = m.to_string();
+                function = func.to_string();
+                abs_path = format!("/venv/lib/python3.12/site-packages/{f}");
+                in_app = false;
+            } else {
+                module = MODULES[(g * 7 + i) % MODULES.len()].to_string();
+                function = format!("{}_{}", r.pick(VERBS), r.pick(NOUNS));
+                filename = format!("{}.py", module.replace('.', "/"));
+                abs_path = format!("/srv/app/{filename}");
+                in_app = true;
+            }
+            let lineno = r.int(20, 900);
+            let mut indent = 4 * r.int(1, 2) as usize;
+            let pre: Vec<String> = (0..2).map(|_| code_line(r, indent)).collect();
+            indent = 4 * r.int(1, 3) as usize;
+            let context_line = code_line(r, indent);
+            let post: Vec<String> = (0..2)
+                .map(|_| {
+                    let ind = 4 * r.int(1, 2) as usize;
+                    code_line(r, ind)
                 })
                 .collect();
-            Group {
-                exc_type,
-                exc_value,
-                frames: Value::Array(frames),
-                transaction: format!("/api/v1/{noun}s/{{id}}/{}", r.pick(VERBS)),
-                logger: MODULES[g % MODULES.len()].to_string(),
+            let mut frame = json!({
+                "filename": filename, "abs_path": abs_path, "module": module,
+                "function": function, "lineno": lineno, "in_app": in_app,
+                "pre_context": pre, "context_line": context_line, "post_context": post,
+            });
+            if in_app && i + 10 >= nframes {
+                let mut vars = serde_json::Map::new();
+                vars.insert("self".into(), Value::String(repr(r, &module)));
+                for _ in 0..r.int(0, 2) {
+                    let k = format!("{}_{}", r.pick(ADJS), r.pick(NOUNS));
+                    vars.insert(k, Value::String(repr(r, &module)));
+                }
+                frame["vars"] = Value::Object(vars);
             }
+            frame
         })
-        .collect()
+        .collect();
+    Group {
+        exc_type,
+        exc_value,
+        frames: Value::Array(frames),
+        transaction: format!("/api/v1/{noun}s/{{id}}/{}", r.pick(VERBS)),
+        logger: MODULES[g % MODULES.len()].to_string(),
+    }
 }
 
 /// RFC 3339 UTC with microseconds, like sentry-python's `format_timestamp`.
@@ -798,6 +801,29 @@ pub struct Corpus {
     pub variants: Vec<Variant>,
     /// `{"event_id":"` — then 32 hex, then `HDR_MID`, then 27-byte sent_at, then `hdr_end`.
     pub hdr_end: Vec<u8>,
+    /// UI corpus ([`Corpus::build_ui`]): the parts of the event rendered per request.
+    pub split: Option<Arc<Split>>,
+}
+
+/// Keys a UI corpus renders per request (the rest of the event is pre-compressed per group).
+const UI_PER_REQUEST_KEYS: &[&str] = &[
+    "timestamp",
+    "user",
+    "contexts",
+    "environment",
+    "release",
+    "request",
+    "tags",
+];
+
+/// The per-request part of a UI corpus ([`Corpus::build_ui`]).
+pub struct Split {
+    /// `"contexts":…,"environment":…,"release":…,"request":…,"tags":…` (an object's inside).
+    snippets: Vec<Vec<u8>>,
+    /// Timestamps are drawn uniformly over `[now − spread_us, now]` at send time.
+    pub spread_us: i64,
+    pub users: u64,
+    pub skewed: bool,
 }
 
 const HDR_START: &[u8] = b"{\"event_id\":\"";
@@ -836,7 +862,11 @@ impl Corpus {
             .collect();
         let hdr_end =
             format!("\",\"dsn\":{}}}\n", serde_json::to_string(dsn).unwrap()).into_bytes();
-        Corpus { variants, hdr_end }
+        Corpus {
+            variants,
+            hdr_end,
+            split: None,
+        }
     }
 
     /// The same bodies for another DSN (only the per-request header names it).
@@ -852,6 +882,7 @@ impl Corpus {
                 })
                 .collect(),
             hdr_end: format!("\",\"dsn\":{}}}\n", serde_json::to_string(dsn).unwrap()).into_bytes(),
+            split: self.split.clone(),
         }
     }
 
@@ -887,6 +918,16 @@ impl Corpus {
     /// Mean compressed body size and mean uncompressed envelope size over all variants.
     pub fn mean_sizes(&self) -> (f64, f64) {
         let n = self.variants.len() as f64;
+        if let Some(s) = &self.split {
+            let mut rng = Rng::new(3);
+            let (mut gz, mut raw) = (0usize, 0usize);
+            for v in 0..self.variants.len() {
+                let (b, r) = self.split_body(s, v, &[b'0'; 32], &[b'0'; 27], &mut rng);
+                gz += b.len();
+                raw += r;
+            }
+            return (gz as f64 / n, raw as f64 / n);
+        }
         let hl = self.header_len();
         let gz: usize = self
             .variants
@@ -895,6 +936,238 @@ impl Corpus {
             .sum();
         let raw: usize = self.variants.iter().map(|v| v.tail_len + hl).sum();
         (gz as f64 / n, raw as f64 / n)
+    }
+
+    /// The body of the `i`-th request of a load (`i` counts from 0 over the whole fill): variant
+    /// `i % variants`, or for a UI corpus the group [`Corpus::variant_for`] picks, with the
+    /// per-request parts drawn from `rng`.
+    pub fn request_body(
+        &self,
+        i: u64,
+        event_id: &[u8; 32],
+        sent_at: &[u8; 27],
+        rng: &mut Rng,
+    ) -> Bytes {
+        match &self.split {
+            None => self.body((i % self.variants.len() as u64) as usize, event_id, sent_at),
+            Some(s) => {
+                self.split_body(s, self.variant_for(i), event_id, sent_at, rng)
+                    .0
+            }
+        }
+    }
+
+    /// A body of variant `v` (either kind of corpus).
+    fn body_of(&self, v: usize, event_id: &[u8; 32], sent_at: &[u8; 27], rng: &mut Rng) -> Bytes {
+        match &self.split {
+            None => self.body(v, event_id, sent_at),
+            Some(s) => self.split_body(s, v, event_id, sent_at, rng).0,
+        }
+    }
+
+    /// UI corpus: which variant (= group) request `i` goes to. The first `groups` requests go to
+    /// every group once (so every group becomes an issue); after that, `skewed`: half of the
+    /// requests uniformly over the groups, half log-uniformly (group `k` gets a share ∝ ~1/(k+1),
+    /// Zipf-like: a few issues get most of those events, as in real projects); otherwise uniform.
+    pub fn variant_for(&self, i: u64) -> usize {
+        let g = self.variants.len() as u64;
+        let skewed = self.split.as_ref().is_some_and(|s| s.skewed);
+        if i < g {
+            return i as usize;
+        }
+        let h = Rng::new(i ^ 0xA5A5_5A5A_C3C3_3C3C).next_u64();
+        if !skewed || h & 1 == 0 {
+            return (((h >> 1) as u128 * g as u128) >> 63) as usize;
+        }
+        let u = (h >> 11) as f64 / (1u64 << 53) as f64;
+        ((g as f64).powf(u) as u64).saturating_sub(1).min(g - 1) as usize
+    }
+
+    /// A UI-corpus body: member 1 (stored) holds the envelope header, the item header and the
+    /// start of the payload rendered now — `{"timestamp":…,"user":{…},` + a context/tag snippet +
+    /// `,` — and member 2 the group's pre-compressed rest of the payload. Returns the body and its
+    /// uncompressed length.
+    fn split_body(
+        &self,
+        s: &Split,
+        v: usize,
+        event_id: &[u8; 32],
+        sent_at: &[u8; 27],
+        rng: &mut Rng,
+    ) -> (Bytes, usize) {
+        use std::io::Write as _;
+        let var = &self.variants[v];
+        let snippet = &s.snippets[rng.below(s.snippets.len() as u64) as usize];
+        let ts = now_micros()
+            - if s.spread_us > 0 {
+                rng.below(s.spread_us as u64) as i64
+            } else {
+                0
+            };
+        let mut ts_buf = [0u8; 27];
+        iso_utc_into(ts, &mut ts_buf);
+        let uid = 1 + rng.below(s.users.max(1));
+        let ip = rng.next_u64();
+        let mut pre = Vec::with_capacity(snippet.len() + 200);
+        pre.extend_from_slice(b"{\"timestamp\":\"");
+        pre.extend_from_slice(&ts_buf);
+        let _ = write!(
+            pre,
+            "\",\"user\":{{\"id\":\"{uid}\",\"email\":\"user{uid}@example.com\",\"ip_address\":\"10.{}.{}.{}\"}},",
+            ip & 255,
+            (ip >> 8) & 255,
+            1 + (ip >> 16) % 254
+        );
+        pre.extend_from_slice(snippet);
+        pre.push(b',');
+        let mut item = format!(
+            "{{\"type\":\"event\",\"length\":{},\"content_type\":\"application/json\"}}\n",
+            pre.len() + var.tail_len - 1
+        )
+        .into_bytes();
+        item.extend_from_slice(&pre);
+        let hl = self.header_len() + item.len();
+        assert!(
+            hl <= u16::MAX as usize,
+            "per-request part of a UI body too long"
+        );
+        let mut out = BytesMut::with_capacity(hl + 23 + var.tail_gz.len());
+        out.put_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+        out.put_u8(1);
+        out.put_u16_le(hl as u16);
+        out.put_u16_le(!(hl as u16));
+        let start = out.len();
+        out.put_slice(HDR_START);
+        out.put_slice(event_id);
+        out.put_slice(HDR_MID);
+        out.put_slice(sent_at);
+        out.put_slice(&self.hdr_end);
+        out.put_slice(&item);
+        let crc = crc32fast::hash(&out[start..]);
+        out.put_u32_le(crc);
+        out.put_u32_le(hl as u32);
+        out.put_slice(&var.tail_gz);
+        (out.freeze(), hl + var.tail_len)
+    }
+
+    /// A corpus for the UI benchmark: one variant per group (the group's pre-compressed part),
+    /// and per request a fresh timestamp (uniform over the last `spread_secs`), a user out of
+    /// `users`, and one of 2,048 pre-rendered snippets with `contexts`, `environment`, `release`
+    /// (8 releases), `request` and `tags`, so that an issue's events differ in browser, OS,
+    /// release, environment, user and URL (its tag breakdown has values to count) and are spread
+    /// over time (its trend chart has points). Built on every core.
+    pub fn build_ui(
+        dsn: &str,
+        groups: usize,
+        seed: u64,
+        spread_secs: f64,
+        users: u64,
+        skewed: bool,
+    ) -> Corpus {
+        let ts0 = now_micros();
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(16);
+        // Groups are made in batches (a group's stack trace as a JSON tree is tens of KB: all
+        // 10,000 at once would take hundreds of MB), each batch compressed on every core.
+        let mut gen_rng = Rng::new(seed);
+        let mut variants: Vec<Variant> = Vec::with_capacity(groups);
+        let mut first_group = None;
+        while variants.len() < groups.max(1) {
+            let from = variants.len();
+            let batch: Vec<Group> = (from..(from + 256).min(groups.max(1)))
+                .map(|g| make_group(g, &mut gen_rng))
+                .collect();
+            let per = batch.len().div_ceil(threads);
+            let made: Vec<Variant> = std::thread::scope(|sc| {
+                let handles: Vec<_> = batch
+                    .chunks(per)
+                    .enumerate()
+                    .map(|(c, chunk)| {
+                        sc.spawn(move || {
+                            chunk
+                                .iter()
+                                .enumerate()
+                                .map(|(k, g)| {
+                                    let v = from + c * per + k;
+                                    let mut r = Rng::new(
+                                        seed.wrapping_mul(0x1000_0000_01B3)
+                                            .wrapping_add(v as u64 + 7),
+                                    );
+                                    let mut ev = make_event(g, &mut r, ts0);
+                                    let obj = ev.as_object_mut().unwrap();
+                                    for key in UI_PER_REQUEST_KEYS {
+                                        obj.remove(*key);
+                                    }
+                                    let rest = serde_json::to_vec(&ev).unwrap();
+                                    let mut tail = rest[1..].to_vec();
+                                    tail.push(b'\n');
+                                    let mut enc = flate2::write::GzEncoder::new(
+                                        Vec::with_capacity(8192),
+                                        flate2::Compression::new(9),
+                                    );
+                                    enc.write_all(&tail).unwrap();
+                                    Variant {
+                                        group: v,
+                                        tail_gz: Bytes::from(enc.finish().unwrap()),
+                                        tail_len: tail.len(),
+                                    }
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap())
+                    .collect()
+            });
+            variants.extend(made);
+            if first_group.is_none() {
+                first_group = batch.into_iter().next();
+            }
+        }
+        // The snippets do not depend on the group (its URL and route are replaced).
+        let g0 = first_group.expect("at least one group");
+        let mut r = Rng::new(seed ^ 0x5EED_0F5A);
+        let snippets = (0..2048)
+            .map(|_| {
+                let ev = make_event(&g0, &mut r, ts0);
+                let (noun, verb) = (*r.pick(NOUNS), *r.pick(VERBS));
+                let mut request = ev["request"].clone();
+                request["url"] = json!(format!(
+                    "https://shop.example.com/api/v1/{noun}s/{}/{verb}",
+                    r.int(1, 40)
+                ));
+                let mut tags = ev["tags"].clone();
+                tags["url_route"] = json!(format!("/api/v1/{noun}s/{{id}}/{verb}"));
+                let rel = r.below(8);
+                let mut m = serde_json::Map::new();
+                m.insert("contexts".into(), ev["contexts"].clone());
+                m.insert("environment".into(), ev["environment"].clone());
+                m.insert(
+                    "release".into(),
+                    json!(format!("shop@2.{}.{}", 3 + rel / 3, rel % 3)),
+                );
+                m.insert("request".into(), request);
+                m.insert("tags".into(), tags);
+                let text = serde_json::to_vec(&Value::Object(m)).unwrap();
+                text[1..text.len() - 1].to_vec()
+            })
+            .collect();
+        let hdr_end =
+            format!("\",\"dsn\":{}}}\n", serde_json::to_string(dsn).unwrap()).into_bytes();
+        Corpus {
+            variants,
+            hdr_end,
+            split: Some(Arc::new(Split {
+                snippets,
+                spread_us: (spread_secs.max(0.0) * 1e6) as i64,
+                users,
+                skewed,
+            })),
+        }
     }
 
     /// Decompresses every variant's body as one multi-member gzip stream and checks that it is a
@@ -908,7 +1181,7 @@ impl Corpus {
         for (i, v) in self.variants.iter().enumerate() {
             let mut id = [0u8; 32];
             rng.uuid4_hex(&mut id);
-            let body = self.body(i, &id, &sent);
+            let body = self.body_of(i, &id, &sent, &mut rng);
             let mut raw = Vec::new();
             flate2::read::MultiGzDecoder::new(&body[..])
                 .read_to_end(&mut raw)
@@ -945,6 +1218,22 @@ impl Corpus {
                 ev.get("event_id").is_none(),
                 "variant {i}: payload has an event_id"
             );
+            if self.split.is_some() {
+                for p in [
+                    "/timestamp",
+                    "/user/id",
+                    "/tags/browser",
+                    "/release",
+                    "/environment",
+                    "/request/url",
+                    "/contexts/os/name",
+                ] {
+                    ensure!(
+                        ev.pointer(p).and_then(Value::as_str).is_some(),
+                        "variant {i}: no {p}"
+                    );
+                }
+            }
             let val = ev["exception"]["values"][0]["value"]
                 .as_str()
                 .context("exception value")?
@@ -965,7 +1254,7 @@ impl Corpus {
         Rng::new(7).uuid4_hex(&mut id);
         let mut sent = [0u8; 27];
         iso_utc_into(now_micros(), &mut sent);
-        let body = self.body(i, &id, &sent);
+        let body = self.body_of(i, &id, &sent, &mut Rng::new(8));
         let mut raw = String::new();
         flate2::read::MultiGzDecoder::new(&body[..])
             .read_to_string(&mut raw)
@@ -991,6 +1280,39 @@ mod tests {
             assert_eq!(std::str::from_utf8(&b).unwrap(), iso_utc(t));
         }
         assert_eq!(iso_utc(951_782_400_000_001), "2000-02-29T00:00:00.000001Z");
+    }
+
+    #[test]
+    fn ui_bodies_are_valid_envelopes_spread_over_time_and_groups() {
+        let c = Corpus::build_ui("http://k@127.0.0.1:1/1", 50, 1, 14.0 * 86400.0, 1000, true);
+        c.verify_all().unwrap();
+        let mut rng = Rng::new(5);
+        let (mut oldest, mut newest) = ("9".to_string(), "0".to_string());
+        for i in 0..200 {
+            let body = c.request_body(i, &[b'a'; 32], &[b'0'; 27], &mut rng);
+            let mut raw = String::new();
+            flate2::read::MultiGzDecoder::new(&body[..])
+                .read_to_string(&mut raw)
+                .unwrap();
+            let payload: Value = serde_json::from_str(raw.lines().nth(2).unwrap()).unwrap();
+            let ts = payload["timestamp"].as_str().unwrap().to_string();
+            oldest = oldest.min(ts.clone());
+            newest = newest.max(ts);
+        }
+        // RFC 3339 UTC strings of one format sort like the times they name
+        let ago = |days: i64| iso_utc(now_micros() - days * 86_400_000_000);
+        assert!(newest <= ago(0) && newest > ago(1), "{newest}");
+        assert!(oldest < ago(10) && oldest >= ago(15), "{oldest}");
+        // every group first, then a skewed spread that still reaches the tail
+        assert_eq!(
+            (0..50).map(|i| c.variant_for(i)).collect::<Vec<_>>(),
+            (0..50).collect::<Vec<_>>()
+        );
+        let mut hits = [0u32; 50];
+        for i in 50..100_050 {
+            hits[c.variant_for(i)] += 1;
+        }
+        assert!(hits[0] > 5 * hits[49] && hits[49] > 0, "{hits:?}");
     }
 
     #[test]

@@ -97,6 +97,9 @@ pub struct LoadOpts {
     pub progress: Duration,
     /// Check that a 200 answer carries our event id.
     pub check_ids: bool,
+    /// Index of this load's first request in a longer sequence (a fill sent in chunks): which
+    /// body a request gets depends on its index (see [`Corpus::request_body`]).
+    pub first_index: u64,
 }
 
 #[derive(Debug)]
@@ -327,7 +330,6 @@ async fn worker(w: u64, s: Arc<Shared>) -> (WorkerStats, Histogram<u64>) {
         }
     };
     let deadline = s.opts.duration.map(|d| t0 + d);
-    let nvar = s.corpus.variants.len() as u64;
     let mut id = [0u8; 32];
     let mut sent_at = [0u8; 27];
     loop {
@@ -366,7 +368,9 @@ async fn worker(w: u64, s: Arc<Shared>) -> (WorkerStats, Histogram<u64>) {
         };
         rng.uuid4_hex(&mut id);
         iso_utc_into(now_micros(), &mut sent_at);
-        let body = s.corpus.body((i % nvar) as usize, &id, &sent_at);
+        let body = s
+            .corpus
+            .request_body(s.opts.first_index + i, &id, &sent_at, &mut rng);
         let len = body.len() as u64;
 
         let res = tokio::time::timeout(s.opts.timeout, async {

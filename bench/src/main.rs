@@ -5,6 +5,7 @@
 //!     faultline-bench null-server --listen 127.0.0.1:9999
 //!     faultline-bench run-all --faultline target/release/faultline
 //!     faultline-bench sample          # body sizes and one decompressed envelope
+//!     faultline-bench ui --faultline target/release/faultline [--issues 10000 --events 1000000]
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -14,6 +15,7 @@ mod load;
 mod null_server;
 mod procstat;
 mod runall;
+mod ui;
 mod verify;
 
 use std::path::PathBuf;
@@ -55,6 +57,10 @@ enum Cmd {
     RunAll(runall::RunAllArgs),
     /// Prints body sizes and one decompressed envelope; checks every body decompresses to a valid envelope.
     Sample(CorpusArgs),
+    /// Web UI page speed: fills Faultline with N issues / M events, then measures the issue
+    /// list, issue page and home page (Server-Timing and client latency) against a nearly-empty
+    /// baseline.
+    Ui(ui::UiArgs),
 }
 
 #[derive(Args, Clone, Debug)]
@@ -139,6 +145,7 @@ fn main() -> anyhow::Result<()> {
         Some(Cmd::NullServer { listen }) => rt.block_on(null_server::serve(&listen)),
         Some(Cmd::RunAll(a)) => rt.block_on(runall::run(a)),
         Some(Cmd::Sample(c)) => sample(&c),
+        Some(Cmd::Ui(a)) => rt.block_on(ui::run(a)),
         Some(Cmd::Load(l)) => rt.block_on(load_cmd(l)),
         None => rt.block_on(load_cmd(cli.load)),
     }
@@ -204,6 +211,7 @@ async fn load_cmd(a: LoadArgs) -> anyhow::Result<()> {
         timeout: Duration::from_secs_f64(a.timeout),
         progress: Duration::from_secs_f64(a.progress),
         check_ids: !a.no_check_ids,
+        first_index: 0,
     };
     let label = match a.rate {
         Some(r) => format!("rate {r}/s"),

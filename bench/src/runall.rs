@@ -65,7 +65,7 @@ pub struct RunAllArgs {
 
 /// Waits until the machine is quiet (see `--wait-quiet`): CPU used by processes other than the
 /// server (`pid`) and this client. Returns (other busy cores last measured, server cores then).
-fn wait_quiet(max: f64, what: &str, pid: Option<u32>) -> (f64, f64) {
+pub(crate) fn wait_quiet(max: f64, what: &str, pid: Option<u32>) -> (f64, f64) {
     let t = Instant::now();
     let mut warned = false;
     loop {
@@ -103,17 +103,17 @@ fn wait_quiet(max: f64, what: &str, pid: Option<u32>) -> (f64, f64) {
 }
 
 /// A child process killed on drop (SIGTERM first, then SIGKILL).
-struct Proc {
+pub(crate) struct Proc {
     child: Child,
     name: String,
 }
 
 impl Proc {
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
     /// SIGTERM, wait up to `grace`, then SIGKILL. Returns (exited by itself, seconds, exit status).
-    fn stop(&mut self, grace: Duration) -> (bool, f64, String) {
+    pub(crate) fn stop(&mut self, grace: Duration) -> (bool, f64, String) {
         let t = Instant::now();
         if let Ok(Some(st)) = self.child.try_wait() {
             return (true, 0.0, format!("already exited: {st}"));
@@ -140,7 +140,7 @@ impl Drop for Proc {
     }
 }
 
-type Lines = Arc<Mutex<Vec<String>>>;
+pub(crate) type Lines = Arc<Mutex<Vec<String>>>;
 
 /// Spawns `cmd` (stdout piped), waits for a stdout line containing `marker` followed by a URL
 /// (`http://…`), keeps draining stdout into `lines`.
@@ -194,8 +194,143 @@ fn spawn_listening(
     }
 }
 
+/// A running `faultline serve`.
+pub(crate) struct Server {
+    pub proc: Proc,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    pub stdout: Lines,
+    pub startup_s: f64,
+    pub log_path: PathBuf,
+}
+
+/// The superuser every bench data dir gets (see [`setup_bench_project`]).
+pub(crate) const BENCH_EMAIL: &str = "bench@example.com";
+pub(crate) const BENCH_PASSWORD: &str = "benchpass123";
+
+/// Starts `faultline serve --listen 127.0.0.1:0 --data-dir DIR` (creating DIR), its stderr in
+/// `DIR/server-stderr.log`, and waits until it prints the address it listens on.
+pub(crate) fn start_faultline(faultline: &Path, data_dir: &Path) -> anyhow::Result<Server> {
+    std::fs::create_dir_all(data_dir)?;
+    let data = data_dir.to_str().context("data dir path is not UTF-8")?;
+    let log_path = data_dir.join("server-stderr.log");
+    eprintln!(
+        "== faultline: {} serve, data dir {data}, log {}",
+        faultline.display(),
+        log_path.display()
+    );
+    let mut c = Command::new(faultline);
+    c.args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data])
+        .env("NO_COLOR", "1")
+        .stderr(std::fs::File::create(&log_path)?);
+    let t_spawn = Instant::now();
+    let (proc, base, stdout) = spawn_listening(
+        c,
+        "faultline serve",
+        "Faultline listening on",
+        Duration::from_secs(60),
+    )?;
+    Ok(Server {
+        proc,
+        base,
+        stdout,
+        startup_s: t_spawn.elapsed().as_secs_f64(),
+        log_path,
+    })
+}
+
+/// With the CLI: project `bench/bench`, superuser [`BENCH_EMAIL`] and an API token for it.
+/// Returns (DSN, token).
+pub(crate) fn setup_bench_project(
+    faultline: &Path,
+    data_dir: &Path,
+    base: &str,
+) -> anyhow::Result<(String, String)> {
+    let data = data_dir.to_str().context("data dir path is not UTF-8")?;
+    let dsn = cli(
+        faultline,
+        &[
+            "project",
+            "create",
+            "bench/bench",
+            "--data-dir",
+            data,
+            "--public-url",
+            base,
+        ],
+        &[],
+    )?;
+    cli(
+        faultline,
+        &[
+            "user",
+            "create",
+            "--email",
+            BENCH_EMAIL,
+            "--superuser",
+            "--data-dir",
+            data,
+        ],
+        &[("FAULTLINE_PASSWORD", BENCH_PASSWORD)],
+    )?;
+    let token = bench_token(faultline, data_dir)?;
+    if !dsn.starts_with("http://") {
+        bail!("unexpected output from the faultline CLI: DSN {dsn:?}");
+    }
+    Ok((dsn, token))
+}
+
+/// A new API token for [`BENCH_EMAIL`].
+pub(crate) fn bench_token(faultline: &Path, data_dir: &Path) -> anyhow::Result<String> {
+    let data = data_dir.to_str().context("data dir path is not UTF-8")?;
+    let token = cli(
+        faultline,
+        &[
+            "token",
+            "create",
+            "--email",
+            BENCH_EMAIL,
+            "--data-dir",
+            data,
+        ],
+        &[],
+    )?;
+    if token.is_empty() || token.contains(' ') {
+        bail!("unexpected output from `faultline token create`: {token:?}");
+    }
+    Ok(token)
+}
+
+/// The entries of a directory with their sizes (largest first), and those of 1 MiB or more as
+/// `name 12.3, …` (MiB).
+pub(crate) fn dir_parts(dir: &Path) -> (Vec<(String, u64)>, String) {
+    let mut parts: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    let p = e.path();
+                    let size = if p.is_dir() {
+                        dir_size(&p)
+                    } else {
+                        e.metadata().map(|m| m.len()).unwrap_or(0)
+                    };
+                    (e.file_name().to_string_lossy().into_owned(), size)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    parts.sort_by_key(|p| std::cmp::Reverse(p.1));
+    let s = parts
+        .iter()
+        .filter(|p| p.1 >= 1 << 20)
+        .map(|(n, b)| format!("{n} {:.1}", *b as f64 / 1048576.0))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (parts, s)
+}
+
 /// Runs a faultline CLI command; returns its last non-empty stdout line.
-fn cli(faultline: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<String> {
+pub(crate) fn cli(faultline: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<String> {
     let mut c = Command::new(faultline);
     c.args(args).stdin(Stdio::null()).env("NO_COLOR", "1");
     for (k, v) in env {
@@ -221,7 +356,7 @@ fn cli(faultline: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<
         .to_string())
 }
 
-fn dir_size(p: &Path) -> u64 {
+pub(crate) fn dir_size(p: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(p) else {
         return 0;
     };
@@ -255,7 +390,7 @@ fn strip_ansi(s: &str) -> String {
 }
 
 /// Log levels seen in the server's stderr, and up to 12 distinct WARN/ERROR lines.
-fn scan_log(path: &Path) -> (std::collections::BTreeMap<String, u64>, Vec<String>, u64) {
+pub(crate) fn scan_log(path: &Path) -> (std::collections::BTreeMap<String, u64>, Vec<String>, u64) {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut levels = std::collections::BTreeMap::new();
     let mut examples: Vec<String> = Vec::new();
@@ -305,6 +440,7 @@ pub async fn run(a: RunAllArgs) -> anyhow::Result<()> {
         timeout: Duration::from_secs_f64(a.timeout),
         progress: Duration::from_secs(5),
         check_ids,
+        first_index: 0,
     };
     let started = chrono_now();
 
@@ -354,71 +490,15 @@ pub async fn run(a: RunAllArgs) -> anyhow::Result<()> {
             (d, true)
         }
     };
-    std::fs::create_dir_all(&data_dir)?;
-    let data = data_dir
-        .to_str()
-        .context("data dir path is not UTF-8")?
-        .to_string();
-    let log_path = data_dir.join("server-stderr.log");
-    eprintln!(
-        "== faultline: {} serve, data dir {data}, log {}",
-        faultline.display(),
-        log_path.display()
-    );
-    let mut c = Command::new(&faultline);
-    c.args(["serve", "--listen", "127.0.0.1:0", "--data-dir", &data])
-        .env("NO_COLOR", "1")
-        .stderr(std::fs::File::create(&log_path)?);
-    let t_spawn = Instant::now();
-    let (mut server, base, server_stdout) = spawn_listening(
-        c,
-        "faultline serve",
-        "Faultline listening on",
-        Duration::from_secs(60),
-    )?;
-    let startup_s = t_spawn.elapsed().as_secs_f64();
+    let Server {
+        proc: mut server,
+        base,
+        stdout: server_stdout,
+        startup_s,
+        log_path,
+    } = start_faultline(&faultline, &data_dir)?;
     let pid = server.pid();
-    let dsn = cli(
-        &faultline,
-        &[
-            "project",
-            "create",
-            "bench/bench",
-            "--data-dir",
-            &data,
-            "--public-url",
-            &base,
-        ],
-        &[],
-    )?;
-    cli(
-        &faultline,
-        &[
-            "user",
-            "create",
-            "--email",
-            "bench@example.com",
-            "--superuser",
-            "--data-dir",
-            &data,
-        ],
-        &[("FAULTLINE_PASSWORD", "benchpass123")],
-    )?;
-    let token = cli(
-        &faultline,
-        &[
-            "token",
-            "create",
-            "--email",
-            "bench@example.com",
-            "--data-dir",
-            &data,
-        ],
-        &[],
-    )?;
-    if !dsn.starts_with("http://") || token.is_empty() {
-        bail!("unexpected output from the faultline CLI: DSN {dsn:?}, token {token:?}");
-    }
+    let (dsn, token) = setup_bench_project(&faultline, &data_dir, &base)?;
     eprintln!("   listening on {base} (pid {pid}, up in {startup_s:.2}s), DSN {dsn}");
     let target = Target::from_dsn(&dsn)?;
     // The DSN only appears in the per-request envelope header: no need to re-render the bodies.
@@ -491,28 +571,7 @@ pub async fn run(a: RunAllArgs) -> anyhow::Result<()> {
     drop(server);
     let (levels, log_examples, log_lines) = scan_log(&log_path);
     let data_bytes = dir_size(&data_dir);
-    let mut parts: Vec<(String, u64)> = std::fs::read_dir(&data_dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| {
-                    let p = e.path();
-                    let size = if p.is_dir() {
-                        dir_size(&p)
-                    } else {
-                        e.metadata().map(|m| m.len()).unwrap_or(0)
-                    };
-                    (e.file_name().to_string_lossy().into_owned(), size)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    parts.sort_by_key(|p| std::cmp::Reverse(p.1));
-    let parts_str = parts
-        .iter()
-        .filter(|p| p.1 >= 1 << 20)
-        .map(|(n, b)| format!("{n} {:.1}", *b as f64 / 1048576.0))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let (parts, parts_str) = dir_parts(&data_dir);
     let accepted_total = max.load.accepted + fixed.load.accepted;
     // The first-start bootstrap prints a throwaway admin password: keep it out of the report.
     let stdout_lines: Vec<String> = server_stdout
@@ -803,7 +862,7 @@ pub async fn run(a: RunAllArgs) -> anyhow::Result<()> {
 }
 
 /// Current UTC time, RFC 3339 to the second.
-fn chrono_now() -> String {
+pub(crate) fn chrono_now() -> String {
     let s = crate::content::iso_utc(crate::content::now_micros());
     format!("{}Z", &s[..19])
 }

@@ -24,40 +24,11 @@ impl Verifier {
     pub async fn count(&self) -> anyhow::Result<(u64, Option<u64>)> {
         match self {
             Verifier::Url { url, token } => {
-                let mut total = 0u64;
-                let mut issues = 0u64;
-                let mut next = Some(url.clone());
-                let mut pages = 0;
-                while let Some(u) = next.take() {
-                    pages += 1;
-                    if pages > 1000 {
-                        bail!("more than 1000 pages of issues");
-                    }
-                    let (body, link) = get(&u, token).await?;
-                    let v: Value = serde_json::from_slice(&body).with_context(|| {
-                        format!(
-                            "issue list is not JSON: {}",
-                            String::from_utf8_lossy(&body[..body.len().min(300)])
-                        )
-                    })?;
-                    let arr = v.as_array().context("issue list is not a JSON array")?;
-                    issues += arr.len() as u64;
-                    for issue in arr {
-                        total += match &issue["count"] {
-                            Value::String(s) => {
-                                s.parse::<u64>().with_context(|| format!("count {s:?}"))?
-                            }
-                            Value::Number(n) => n.as_u64().context("count")?,
-                            other => bail!("issue without count: {other}"),
-                        };
-                    }
-                    // Keep our host: the server may advertise another public URL in links.
-                    next = link.as_deref().and_then(next_link).map(|n| rebase(url, &n));
-                    if arr.is_empty() {
-                        next = None;
-                    }
-                }
-                Ok((total, Some(issues)))
+                let issues = list_issues(url, token).await?;
+                Ok((
+                    issues.iter().map(|i| i.count).sum(),
+                    Some(issues.len() as u64),
+                ))
             }
             Verifier::Cmd(cmd) => {
                 let cmd = cmd.clone();
@@ -85,6 +56,56 @@ impl Verifier {
             }
         }
     }
+}
+
+/// One issue of an API issue list.
+#[derive(Debug, Clone)]
+pub struct IssueRow {
+    pub id: i64,
+    pub count: u64,
+    pub title: String,
+}
+
+/// Every issue of a Sentry-style issue list URL (`GET URL` with `Authorization: Bearer TOKEN`,
+/// following `Link: …; rel="next"; results="true"`).
+pub async fn list_issues(url: &str, token: &str) -> anyhow::Result<Vec<IssueRow>> {
+    let mut out = Vec::new();
+    let mut next = Some(url.to_string());
+    let mut pages = 0;
+    while let Some(u) = next.take() {
+        pages += 1;
+        if pages > 1000 {
+            bail!("more than 1000 pages of issues");
+        }
+        let (body, link) = get(&u, token).await?;
+        let v: Value = serde_json::from_slice(&body).with_context(|| {
+            format!(
+                "issue list is not JSON: {}",
+                String::from_utf8_lossy(&body[..body.len().min(300)])
+            )
+        })?;
+        let arr = v.as_array().context("issue list is not a JSON array")?;
+        for issue in arr {
+            let count = match &issue["count"] {
+                Value::String(s) => s.parse::<u64>().with_context(|| format!("count {s:?}"))?,
+                Value::Number(n) => n.as_u64().context("count")?,
+                other => bail!("issue without count: {other}"),
+            };
+            let id = match &issue["id"] {
+                Value::String(s) => s.parse::<i64>().unwrap_or(-1),
+                Value::Number(n) => n.as_i64().unwrap_or(-1),
+                _ => -1,
+            };
+            let title = issue["title"].as_str().unwrap_or_default().to_string();
+            out.push(IssueRow { id, count, title });
+        }
+        // Keep our host: the server may advertise another public URL in links.
+        next = link.as_deref().and_then(next_link).map(|n| rebase(url, &n));
+        if arr.is_empty() {
+            next = None;
+        }
+    }
+    Ok(out)
 }
 
 /// The `rel="next"` URL of a Sentry-style `Link` header if its `results="true"`.
