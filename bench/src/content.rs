@@ -818,7 +818,8 @@ const UI_PER_REQUEST_KEYS: &[&str] = &[
 
 /// The per-request part of a UI corpus ([`Corpus::build_ui`]).
 pub struct Split {
-    /// `"contexts":…,"environment":…,"release":…,"request":…,"tags":…` (an object's inside).
+    /// `"environment":…,"release":…,"request":…,"tags":…,"contexts":{…,"trace":{"trace_id":"`
+    /// (an object's inside, left open for the per-request trace id).
     snippets: Vec<Vec<u8>>,
     /// Timestamps are drawn uniformly over `[now − spread_us, now]` at send time.
     pub spread_us: i64,
@@ -984,8 +985,8 @@ impl Corpus {
     }
 
     /// A UI-corpus body: member 1 (stored) holds the envelope header, the item header and the
-    /// start of the payload rendered now — `{"timestamp":…,"user":{…},` + a context/tag snippet +
-    /// `,` — and member 2 the group's pre-compressed rest of the payload. Returns the body and its
+    /// start of the payload rendered now — `{"timestamp":…,"user":{…},` + a snippet + the trace
+    /// context's ids + `}},` — and member 2 the group's pre-compressed rest of the payload. Returns the body and its
     /// uncompressed length.
     fn split_body(
         &self,
@@ -1019,7 +1020,13 @@ impl Corpus {
             1 + (ip >> 16) % 254
         );
         pre.extend_from_slice(snippet);
-        pre.push(b',');
+        let mut hex = [0u8; 32];
+        rng.uuid4_hex(&mut hex);
+        pre.extend_from_slice(&hex);
+        pre.extend_from_slice(b"\",\"span_id\":\"");
+        rng.uuid4_hex(&mut hex);
+        pre.extend_from_slice(&hex[..16]);
+        pre.extend_from_slice(b"\",\"op\":\"http.server\",\"status\":\"internal_error\"}},");
         let mut item = format!(
             "{{\"type\":\"event\",\"length\":{},\"content_type\":\"application/json\"}}\n",
             pre.len() + var.tail_len - 1
@@ -1052,10 +1059,10 @@ impl Corpus {
 
     /// A corpus for the UI benchmark: one variant per group (the group's pre-compressed part),
     /// and per request a fresh timestamp (uniform over the last `spread_secs`), a user out of
-    /// `users`, and one of 2,048 pre-rendered snippets with `contexts`, `environment`, `release`
-    /// (8 releases), `request` and `tags`, so that an issue's events differ in browser, OS,
-    /// release, environment, user and URL (its tag breakdown has values to count) and are spread
-    /// over time (its trend chart has points). Built on every core.
+    /// `users`, a trace id, and one of 2,048 pre-rendered snippets with `contexts`, `environment`,
+    /// `release` (8 releases), `request` and `tags`, so that an issue's events differ in browser,
+    /// OS, release, environment, user and URL (its tag breakdown has values to count), are spread
+    /// over time (its trend chart has points) and each is alone in its trace. Built on every core.
     pub fn build_ui(
         dsn: &str,
         groups: usize,
@@ -1144,7 +1151,6 @@ impl Corpus {
                 tags["url_route"] = json!(format!("/api/v1/{noun}s/{{id}}/{verb}"));
                 let rel = r.below(8);
                 let mut m = serde_json::Map::new();
-                m.insert("contexts".into(), ev["contexts"].clone());
                 m.insert("environment".into(), ev["environment"].clone());
                 m.insert(
                     "release".into(),
@@ -1152,8 +1158,17 @@ impl Corpus {
                 );
                 m.insert("request".into(), request);
                 m.insert("tags".into(), tags);
-                let text = serde_json::to_vec(&Value::Object(m)).unwrap();
-                text[1..text.len() - 1].to_vec()
+                let mut text = serde_json::to_vec(&Value::Object(m)).unwrap();
+                text.pop();
+                text.remove(0);
+                // `contexts` last and left open: the trace context (ids) is written per request.
+                let mut contexts = ev["contexts"].clone();
+                contexts.as_object_mut().unwrap().remove("trace");
+                let c = serde_json::to_vec(&contexts).unwrap();
+                text.extend_from_slice(b",\"contexts\":");
+                text.extend_from_slice(&c[..c.len() - 1]);
+                text.extend_from_slice(b",\"trace\":{\"trace_id\":\"");
+                text
             })
             .collect();
         let hdr_end =
@@ -1220,6 +1235,7 @@ impl Corpus {
             );
             if self.split.is_some() {
                 for p in [
+                    "/contexts/trace/trace_id",
                     "/timestamp",
                     "/user/id",
                     "/tags/browser",
@@ -1288,6 +1304,7 @@ mod tests {
         c.verify_all().unwrap();
         let mut rng = Rng::new(5);
         let (mut oldest, mut newest) = ("9".to_string(), "0".to_string());
+        let mut traces = std::collections::HashSet::new();
         for i in 0..200 {
             let body = c.request_body(i, &[b'a'; 32], &[b'0'; 27], &mut rng);
             let mut raw = String::new();
@@ -1295,10 +1312,17 @@ mod tests {
                 .read_to_string(&mut raw)
                 .unwrap();
             let payload: Value = serde_json::from_str(raw.lines().nth(2).unwrap()).unwrap();
+            traces.insert(
+                payload["contexts"]["trace"]["trace_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
             let ts = payload["timestamp"].as_str().unwrap().to_string();
             oldest = oldest.min(ts.clone());
             newest = newest.max(ts);
         }
+        assert_eq!(traces.len(), 200);
         // RFC 3339 UTC strings of one format sort like the times they name
         let ago = |days: i64| iso_utc(now_micros() - days * 86_400_000_000);
         assert!(newest <= ago(0) && newest > ago(1), "{newest}");
