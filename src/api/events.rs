@@ -16,7 +16,7 @@ async fn full(state: &AppState, e: &EventRecord) -> Result<Value, ApiError> {
     let issue = state.store.issue(e.issue_id).await?;
     let neighbours = state
         .store
-        .event_neighbours(e.issue_id, e.timestamp, &e.event_id)
+        .event_neighbours(e.project_id, e.issue_id, e.timestamp, &e.event_id)
         .await?;
     let report = state
         .store

@@ -717,6 +717,7 @@ pub trait Store: Send + Sync {
     /// Ids of the events before and after this one in its issue.
     async fn event_neighbours(
         &self,
+        project_id: i64,
         issue_id: i64,
         timestamp: f64,
         event_id: &str,

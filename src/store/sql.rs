@@ -1281,22 +1281,25 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn event_neighbours(
         &self,
+        project_id: i64,
         issue_id: i64,
         timestamp: f64,
         event_id: &str,
     ) -> StoreResult<(Option<String>, Option<String>)> {
-        let params = sql_params![issue_id, timestamp, event_id];
+        // The event's row id comes through the unique (project_id, event_id) index, never by
+        // walking the issue's events.
+        let params = sql_params![issue_id, timestamp, event_id, project_id];
         self.read(move |c| {
             // The same order as the event lists: timestamp, then storage order.
             let prev = c.query_opt(
                 "SELECT event_id FROM events WHERE issue_id = ?1 AND (timestamp < ?2 OR \
-                 (timestamp = ?2 AND id < (SELECT id FROM events WHERE issue_id = ?1 \
+                 (timestamp = ?2 AND id < (SELECT id FROM events WHERE project_id = ?4 \
                  AND event_id = ?3))) ORDER BY timestamp DESC, id DESC LIMIT 1",
                 &params,
             )?;
             let next = c.query_opt(
                 "SELECT event_id FROM events WHERE issue_id = ?1 AND (timestamp > ?2 OR \
-                 (timestamp = ?2 AND id > (SELECT id FROM events WHERE issue_id = ?1 \
+                 (timestamp = ?2 AND id > (SELECT id FROM events WHERE project_id = ?4 \
                  AND event_id = ?3))) ORDER BY timestamp ASC, id ASC LIMIT 1",
                 &params,
             )?;

@@ -1073,19 +1073,19 @@ async fn events_listing(db: &TestDb) {
         (prev.map(str::to_string), next.map(str::to_string))
     };
     assert_eq!(
-        s.event_neighbours(issue.id, T0 + 3.0, "e3")
+        s.event_neighbours(issue.project_id, issue.id, T0 + 3.0, "e3")
             .await
             .must("neighbours"),
         n(Some("e2"), Some("e4"))
     );
     assert_eq!(
-        s.event_neighbours(issue.id, T0 + 1.0, "e1")
+        s.event_neighbours(issue.project_id, issue.id, T0 + 1.0, "e1")
             .await
             .must("neighbours"),
         n(None, Some("e2"))
     );
     assert_eq!(
-        s.event_neighbours(issue.id, T0 + 5.0, "e5")
+        s.event_neighbours(issue.project_id, issue.id, T0 + 5.0, "e5")
             .await
             .must("neighbours"),
         n(Some("e4"), None)
@@ -1147,7 +1147,7 @@ async fn event_neighbours_follow_event_order(db: &TestDb) {
 
     let mut walked = vec![latest.event_id.clone()];
     let (_, newer) = s
-        .event_neighbours(issue.id, T0 + 1.0, &latest.event_id)
+        .event_neighbours(issue.project_id, issue.id, T0 + 1.0, &latest.event_id)
         .await
         .must("neighbours of the latest");
     assert_eq!(
@@ -1158,7 +1158,7 @@ async fn event_neighbours_follow_event_order(db: &TestDb) {
     while walked.len() <= ids.len() {
         let current = walked.last().expect("non-empty").clone();
         let (older, _) = s
-            .event_neighbours(issue.id, T0 + 1.0, &current)
+            .event_neighbours(issue.project_id, issue.id, T0 + 1.0, &current)
             .await
             .must("neighbours");
         match older {

@@ -392,7 +392,12 @@ async fn shown_event(
 ) -> WebResult<Shown> {
     let (previous, next) = state
         .store
-        .event_neighbours(record.issue_id, record.timestamp, &record.event_id)
+        .event_neighbours(
+            record.project_id,
+            record.issue_id,
+            record.timestamp,
+            &record.event_id,
+        )
         .await?;
     let event = event_view::build(&record.payload, &record.grouping, record.timestamp);
     let events_href = |e: &str| format!("{base}/events/{e}/");
