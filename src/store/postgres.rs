@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0002_leases.sql"),
     include_str!("../../migrations/postgres/0003_rate_counts.sql"),
     include_str!("../../migrations/postgres/0004_web.sql"),
+    include_str!("../../migrations/postgres/0005_tag_keys.sql"),
 ];
 /// Advisory lock key held while migrating ("faultlin" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6661_756c_746c_696e;

@@ -1202,8 +1202,8 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn issue_tag_keys(&self, issue_id: i64) -> StoreResult<Vec<TagKey>> {
         self.read(move |c| {
             let rows = c.query(
-                "SELECT key, count(*), CAST(sum(count) AS BIGINT) FROM issue_tags \
-                 WHERE issue_id = ?1 GROUP BY key ORDER BY key",
+                "SELECT key, values_seen, total FROM issue_tag_keys \
+                 WHERE issue_id = ?1 ORDER BY key",
                 &sql_params![issue_id],
             )?;
             all(rows, |r| {
@@ -1858,16 +1858,34 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
             &sql_params![issue_id, hour, n],
         )?;
     }
+    // Per issue and key: events that had the key, and values seen for the first time (a row
+    // whose count after the upsert equals what this batch added is new).
+    let mut key_totals: BTreeMap<(i64, &str), (i64, i64)> = BTreeMap::new();
     for ((issue_id, k, v), (n, first, last)) in tags {
+        let count = c
+            .query_one(
+                "INSERT INTO issue_tags (issue_id, key, value, count, first_seen, last_seen) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (issue_id, key, value) DO UPDATE SET \
+                 count = issue_tags.count + excluded.count, \
+                 first_seen = CASE WHEN excluded.first_seen < issue_tags.first_seen \
+                     THEN excluded.first_seen ELSE issue_tags.first_seen END, \
+                 last_seen = CASE WHEN excluded.last_seen > issue_tags.last_seen \
+                     THEN excluded.last_seen ELSE issue_tags.last_seen END \
+                 RETURNING count",
+                &sql_params![issue_id, k, v, n, first, last],
+            )?
+            .int(0)?;
+        let t = key_totals.entry((issue_id, k)).or_default();
+        t.0 += n;
+        t.1 += (count == n) as i64;
+    }
+    for ((issue_id, k), (total, new_values)) in key_totals {
         c.execute(
-            "INSERT INTO issue_tags (issue_id, key, value, count, first_seen, last_seen) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (issue_id, key, value) DO UPDATE SET \
-             count = issue_tags.count + excluded.count, \
-             first_seen = CASE WHEN excluded.first_seen < issue_tags.first_seen \
-                 THEN excluded.first_seen ELSE issue_tags.first_seen END, \
-             last_seen = CASE WHEN excluded.last_seen > issue_tags.last_seen \
-                 THEN excluded.last_seen ELSE issue_tags.last_seen END",
-            &sql_params![issue_id, k, v, n, first, last],
+            "INSERT INTO issue_tag_keys (issue_id, key, total, values_seen) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (issue_id, key) DO UPDATE SET \
+             total = issue_tag_keys.total + excluded.total, \
+             values_seen = issue_tag_keys.values_seen + excluded.values_seen",
+            &sql_params![issue_id, k, total, new_values],
         )?;
     }
     for a in &batch.attachments {

@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0002_leases.sql"),
     include_str!("../../migrations/sqlite/0003_rate_counts.sql"),
     include_str!("../../migrations/sqlite/0004_web.sql"),
+    include_str!("../../migrations/sqlite/0005_tag_keys.sql"),
 ];
 const READERS: usize = 3;
 
