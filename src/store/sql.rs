@@ -1349,9 +1349,13 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn issue_user_reports(&self, issue_id: i64) -> StoreResult<Vec<UserReport>> {
         self.read(move |c| {
             let rows = c.query(
+                // Reports are few and events many: walk the project's reports and check each
+                // one's event through the unique (project, event id) index.
                 "SELECT r.id, r.event_id, r.name, r.email, r.comments, r.date_created \
-                 FROM user_reports r JOIN events e ON e.project_id = r.project_id \
-                 AND e.event_id = r.event_id WHERE e.issue_id = ?1 ORDER BY r.id DESC LIMIT 100",
+                 FROM user_reports r \
+                 WHERE r.project_id = (SELECT project_id FROM issues WHERE id = ?1) \
+                 AND EXISTS (SELECT 1 FROM events e WHERE e.project_id = r.project_id \
+                 AND e.event_id = r.event_id AND e.issue_id = ?1) ORDER BY r.id DESC LIMIT 100",
                 &sql_params![issue_id],
             )?;
             all(rows, |r| {
