@@ -144,6 +144,8 @@ pub struct ServeArgs {
     pub retention_interval: u64,
     #[command(flatten)]
     pub limits: Limits,
+    #[command(flatten)]
+    pub alerts: AlertArgs,
 }
 
 impl Default for ServeArgs {
@@ -206,3 +208,57 @@ impl Default for Limits {
 }
 
 pub const MIB: usize = 1024 * 1024;
+
+/// How the connection to the SMTP server is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SmtpTls {
+    /// Plain text (a relay on the same host or network); port 25 by default.
+    None,
+    /// Plain connection upgraded with STARTTLS (required); port 587 by default.
+    Starttls,
+    /// TLS from the first byte (SMTPS); port 465 by default.
+    Tls,
+}
+
+impl SmtpTls {
+    /// The usual port of this kind of connection.
+    pub fn default_port(self) -> u16 {
+        match self {
+            SmtpTls::None => 25,
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+        }
+    }
+}
+
+/// Alert delivery: the SMTP server for e-mail, and where webhooks may go.
+#[derive(Debug, Clone, Args)]
+pub struct AlertArgs {
+    /// SMTP server for alert e-mail; unset = e-mail alerts fail with "e-mail is not configured".
+    #[arg(long, env = "FAULTLINE_SMTP_HOST")]
+    pub smtp_host: Option<String>,
+    /// SMTP port; default 587 (starttls), 465 (tls) or 25 (none).
+    #[arg(long, env = "FAULTLINE_SMTP_PORT")]
+    pub smtp_port: Option<u16>,
+    /// How the SMTP connection is secured.
+    #[arg(long, env = "FAULTLINE_SMTP_TLS", value_enum, default_value_t = SmtpTls::Starttls)]
+    pub smtp_tls: SmtpTls,
+    /// SMTP user name (with `--smtp-password`); unset = no authentication.
+    #[arg(long, env = "FAULTLINE_SMTP_USER")]
+    pub smtp_user: Option<String>,
+    /// SMTP password.
+    #[arg(long, env = "FAULTLINE_SMTP_PASSWORD", hide_env_values = true)]
+    pub smtp_password: Option<String>,
+    /// Sender of alert e-mail; default `faultline@<host of the public URL>`.
+    #[arg(long, env = "FAULTLINE_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+    /// Let webhooks and Slack URLs reach loopback, private and link-local addresses.
+    #[arg(long, env = "FAULTLINE_ALLOW_PRIVATE_WEBHOOKS")]
+    pub allow_private_webhooks: bool,
+}
+
+impl Default for AlertArgs {
+    fn default() -> Self {
+        ServeArgs::default().alerts
+    }
+}

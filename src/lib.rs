@@ -16,6 +16,7 @@
 //!
 //! [`server`] wires these together; [`cli`] holds the subcommands; [`config`] every setting.
 
+pub mod alerts;
 pub mod api;
 pub mod cli;
 pub mod config;
