@@ -156,6 +156,14 @@ pub trait Conn {
     /// Serializes the creation of the issue of one fingerprint across every writer of the
     /// database (a transaction-scoped lock). SQLite has one writer at a time: nothing to do.
     fn lock_fingerprint(&mut self, project_id: i64, hash: &str) -> StoreResult<()>;
+
+    /// The clause that ends a `SELECT` claiming rows for the current transaction, passing over
+    /// rows another transaction holds: `FOR UPDATE SKIP LOCKED` on PostgreSQL, so that two
+    /// nodes never claim the same outbox row. Nothing on SQLite: its one writer at a time
+    /// already excludes every other claimer.
+    fn skip_locked(&self) -> &'static str {
+        ""
+    }
 }
 
 /// An engine that lends connections to closures, on a blocking thread.

@@ -1,7 +1,8 @@
 //! Storage: the one interface every backend implements, and the records it speaks in.
 //!
 //! - [`Store`]: the domain-shaped trait (users, web sessions, members and invitations, projects,
-//!   keys, digest batches, issues and their history, events).
+//!   keys, digest batches, issues and their history, events, alert rules and the outbox of
+//!   notifications).
 //! - [`sql`]: its one implementation, in SQL both engines run.
 //! - [`db`]: the seam to an engine: values, rows, connections, transactions.
 //! - [`sqlite`]: the embedded default engine (WAL, one writer connection, a few readers).
@@ -414,6 +415,82 @@ pub struct DigestResult {
     pub unignored: Vec<i64>,
 }
 
+/// An alert rule of a project (JSON shapes of `filters` and `actions` as in the API,
+/// `src/api/alerts.rs`). `factor` is a spike rule's "how many times the usual rate" (`None`
+/// for other triggers).
+#[derive(Debug, Clone)]
+pub struct AlertRule {
+    pub id: i64,
+    pub project_id: i64,
+    pub name: String,
+    pub trigger: String,
+    pub threshold: Option<i64>,
+    pub window_minutes: Option<i64>,
+    pub factor: Option<f64>,
+    pub filters: Value,
+    pub interval_minutes: i64,
+    pub actions: Value,
+    pub date_created: f64,
+    pub date_updated: f64,
+}
+
+/// An alert rule to store (created, or replacing a rule as a whole).
+#[derive(Debug, Clone)]
+pub struct NewAlertRule {
+    pub name: String,
+    pub trigger: String,
+    pub threshold: Option<i64>,
+    pub window_minutes: Option<i64>,
+    pub factor: Option<f64>,
+    pub filters: Value,
+    pub interval_minutes: i64,
+    pub actions: Value,
+}
+
+/// One message to deliver (a row of the persisted outbox).
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub id: i64,
+    pub rule_id: Option<i64>,
+    pub project_id: i64,
+    pub issue_id: Option<i64>,
+    pub action: Value,
+    pub payload: Value,
+    /// `pending`, `sent` or `failed`.
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt: f64,
+    pub last_error: Option<String>,
+    pub date_created: f64,
+    pub date_sent: Option<f64>,
+}
+
+/// A notification to queue: what to do (one action of a rule) and what to say.
+#[derive(Debug, Clone)]
+pub struct NewNotification {
+    pub action: Value,
+    pub payload: Value,
+}
+
+/// A rule that matched an issue: fires only if the rule has not fired for that issue within
+/// `interval_minutes`.
+#[derive(Debug, Clone)]
+pub struct Firing {
+    pub rule_id: i64,
+    pub project_id: i64,
+    pub issue_id: i64,
+    pub interval_minutes: i64,
+    pub notifications: Vec<NewNotification>,
+}
+
+/// The outcome of one delivery attempt.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    Sent,
+    Retry { next_attempt: f64, error: String },
+    Failed { error: String },
+}
+
 /// Issue list ordering (`sort=` of the API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IssueSort {
@@ -601,6 +678,8 @@ pub trait Store: Send + Sync {
     async fn accept_invite(&self, token_hash: &str, user_id: i64, now: f64) -> StoreResult<Invite>;
     /// Organizations a user belongs to (all of them for superusers).
     async fn organizations_for(&self, user: &User) -> StoreResult<Vec<Organization>>;
+    /// Creates a project with its default alert rules (`sql::DEFAULT_RULES`), in one
+    /// transaction.
     async fn create_project(&self, org_id: i64, slug: &str, name: &str) -> StoreResult<Project>;
     async fn project(&self, id: i64) -> StoreResult<Project>;
     async fn project_by_slug(&self, org_slug: &str, slug: &str) -> StoreResult<Project>;
@@ -745,4 +824,53 @@ pub trait Store: Send + Sync {
         project_ids: &[i64],
         limit: i64,
     ) -> StoreResult<Vec<TraceEvent>>;
+
+    // --- alerts ---
+    /// A project's alert rules, by id.
+    async fn alert_rules(&self, project_id: i64) -> StoreResult<Vec<AlertRule>>;
+    /// NotFound unless the rule is the project's.
+    async fn alert_rule(&self, project_id: i64, id: i64) -> StoreResult<AlertRule>;
+    async fn create_alert_rule(
+        &self,
+        project_id: i64,
+        rule: &NewAlertRule,
+        now: f64,
+    ) -> StoreResult<AlertRule>;
+    /// Replaces the whole rule (its creation date stays); NotFound unless it is the project's.
+    async fn update_alert_rule(
+        &self,
+        project_id: i64,
+        id: i64,
+        rule: &NewAlertRule,
+        now: f64,
+    ) -> StoreResult<AlertRule>;
+    /// NotFound unless the rule is the project's. Its notifications stay (their `rule_id`
+    /// becomes `None`), pending ones included.
+    async fn delete_alert_rule(&self, project_id: i64, id: i64) -> StoreResult<()>;
+    /// Atomically, for each firing whose (rule, issue) has not fired within its interval
+    /// before `now` (a last firing at `t` holds the pair while `t >= now - interval`): records
+    /// `now` as its last firing and inserts its notifications as pending (`next_attempt = now`).
+    /// Returns the (rule_id, issue_id) pairs that fired, in (rule, issue) order. Several nodes
+    /// calling it at once for the same pair: exactly one fires it (one upsert with a condition
+    /// on the last firing time, no read-then-write). Firings of rules deleted meanwhile are
+    /// skipped.
+    async fn fire_alerts(&self, firings: &[Firing], now: f64) -> StoreResult<Vec<(i64, i64)>>;
+    /// Claims up to `limit` pending notifications due at `now` (`next_attempt <= now`) that
+    /// nobody holds, or whose claim expired, for `holder` during `lease_seconds`; oldest first.
+    /// Two nodes never claim the same row (PostgreSQL: `FOR UPDATE SKIP LOCKED`).
+    async fn claim_notifications(
+        &self,
+        holder: &str,
+        now: f64,
+        lease_seconds: f64,
+        limit: i64,
+    ) -> StoreResult<Vec<Notification>>;
+    /// Records the outcome of one attempt (attempts + 1; Sent: status `sent` and `date_sent`;
+    /// Retry: stays `pending` with `next_attempt` and `last_error`; Failed: status `failed` and
+    /// `last_error`) and releases the claim. NotFound for an unknown id.
+    async fn finish_notification(&self, id: i64, outcome: &Delivery, now: f64) -> StoreResult<()>;
+    /// A project's notifications, newest first.
+    async fn notifications(&self, project_id: i64, limit: i64) -> StoreResult<Vec<Notification>>;
+    /// Events of an issue with `timestamp >= since`, and the distinct users among them.
+    async fn issue_window_counts(&self, issue_id: i64, since: f64) -> StoreResult<(i64, i64)>;
 }

@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0003_rate_counts.sql"),
     include_str!("../../migrations/postgres/0004_web.sql"),
     include_str!("../../migrations/postgres/0005_tag_keys.sql"),
+    include_str!("../../migrations/postgres/0006_alerts.sql"),
 ];
 /// Advisory lock key held while migrating ("faultlin" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6661_756c_746c_696e;
@@ -158,6 +159,10 @@ impl Conn for PgConn<'_> {
             &[SqlValue::Int(project_id), SqlValue::Text(hash.to_string())],
         )?;
         Ok(())
+    }
+
+    fn skip_locked(&self) -> &'static str {
+        " FOR UPDATE SKIP LOCKED"
     }
 }
 

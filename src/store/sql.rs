@@ -237,6 +237,64 @@ fn tag_value_row(r: &Row) -> StoreResult<TagValue> {
     })
 }
 
+const RULE_COLS: &str = "id, project_id, name, trigger_type, threshold, window_minutes, factor, \
+     filters, interval_minutes, actions, date_created, date_updated";
+fn rule_row(r: &Row) -> StoreResult<AlertRule> {
+    Ok(AlertRule {
+        id: r.int(0)?,
+        project_id: r.int(1)?,
+        name: r.text(2)?,
+        trigger: r.text(3)?,
+        threshold: r.opt_int(4)?,
+        window_minutes: r.opt_int(5)?,
+        factor: r.opt_real(6)?,
+        filters: serde_json::from_str(&r.text(7)?).unwrap_or_else(|_| json!({})),
+        interval_minutes: r.int(8)?,
+        actions: serde_json::from_str(&r.text(9)?).unwrap_or_else(|_| json!([])),
+        date_created: r.real(10)?,
+        date_updated: r.real(11)?,
+    })
+}
+
+const NOTIFICATION_COLS: &str = "id, rule_id, project_id, issue_id, action, payload, status, \
+     attempts, next_attempt, last_error, date_created, date_sent";
+fn notification_row(r: &Row) -> StoreResult<Notification> {
+    Ok(Notification {
+        id: r.int(0)?,
+        rule_id: r.opt_int(1)?,
+        project_id: r.int(2)?,
+        issue_id: r.opt_int(3)?,
+        action: serde_json::from_str(&r.text(4)?).unwrap_or(Value::Null),
+        payload: serde_json::from_str(&r.text(5)?).unwrap_or(Value::Null),
+        status: r.text(6)?,
+        attempts: r.int(7)?,
+        next_attempt: r.real(8)?,
+        last_error: r.opt_text(9)?,
+        date_created: r.real(10)?,
+        date_sent: r.opt_real(11)?,
+    })
+}
+
+/// The rules every project starts with (`migrations/*/0006_alerts.sql` gives projects that
+/// existed before the same two): e-mail the project's members (`"members"`, resolved when
+/// sending) about new issues and about regressions, at most once an hour per issue.
+pub const DEFAULT_RULES: [(&str, &str); 2] = [
+    ("Notify members of new issues", "new_issue"),
+    ("Notify members of regressions", "regression"),
+];
+
+fn add_default_rules(c: &mut dyn Conn, project_id: i64, now: f64) -> StoreResult<()> {
+    let actions = json!([{"type": "email", "to": ["members"]}]).to_string();
+    for (name, trigger) in DEFAULT_RULES {
+        c.execute(
+            "INSERT INTO alert_rules (project_id, name, trigger_type, filters, interval_minutes, \
+             actions, date_created, date_updated) VALUES (?1, ?2, ?3, ?4, 60, ?5, ?6, ?6)",
+            &sql_params![project_id, name, trigger, "{}", &actions, now],
+        )?;
+    }
+    Ok(())
+}
+
 /// NotFound when a statement changed no row.
 fn changed(rows: u64) -> StoreResult<()> {
     if rows == 0 {
@@ -821,7 +879,8 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn create_project(&self, org_id: i64, slug: &str, name: &str) -> StoreResult<Project> {
-        let params = sql_params![org_id, slug, name, now()];
+        let now = now();
+        let params = sql_params![org_id, slug, name, now];
         self.write(move |c| {
             let id = c
                 .query_one(
@@ -830,6 +889,7 @@ impl<B: Backend> Store for SqlStore<B> {
                     &params,
                 )?
                 .int(0)?;
+            add_default_rules(c, id, now)?;
             project_row(&c.query_one(
                 &format!("{PROJECT_SELECT} WHERE p.id = ?1"),
                 &sql_params![id],
@@ -1418,6 +1478,246 @@ impl<B: Backend> Store for SqlStore<B> {
         })
         .await
     }
+    async fn alert_rules(&self, project_id: i64) -> StoreResult<Vec<AlertRule>> {
+        self.read(move |c| {
+            all(
+                c.query(
+                    &format!(
+                        "SELECT {RULE_COLS} FROM alert_rules WHERE project_id = ?1 ORDER BY id"
+                    ),
+                    &sql_params![project_id],
+                )?,
+                rule_row,
+            )
+        })
+        .await
+    }
+
+    async fn alert_rule(&self, project_id: i64, id: i64) -> StoreResult<AlertRule> {
+        self.read(move |c| {
+            rule_row(&c.query_one(
+                &format!("SELECT {RULE_COLS} FROM alert_rules WHERE project_id = ?1 AND id = ?2"),
+                &sql_params![project_id, id],
+            )?)
+        })
+        .await
+    }
+
+    async fn create_alert_rule(
+        &self,
+        project_id: i64,
+        rule: &NewAlertRule,
+        now: f64,
+    ) -> StoreResult<AlertRule> {
+        let params = sql_params![
+            project_id,
+            &rule.name,
+            &rule.trigger,
+            rule.threshold,
+            rule.window_minutes,
+            rule.factor,
+            rule.filters.to_string(),
+            rule.interval_minutes,
+            rule.actions.to_string(),
+            now,
+        ];
+        self.write(move |c| {
+            rule_row(&c.query_one(
+                &format!(
+                    "INSERT INTO alert_rules (project_id, name, trigger_type, threshold, \
+                     window_minutes, factor, filters, interval_minutes, actions, date_created, \
+                     date_updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) \
+                     RETURNING {RULE_COLS}"
+                ),
+                &params,
+            )?)
+        })
+        .await
+    }
+
+    async fn update_alert_rule(
+        &self,
+        project_id: i64,
+        id: i64,
+        rule: &NewAlertRule,
+        now: f64,
+    ) -> StoreResult<AlertRule> {
+        let params = sql_params![
+            project_id,
+            id,
+            &rule.name,
+            &rule.trigger,
+            rule.threshold,
+            rule.window_minutes,
+            rule.factor,
+            rule.filters.to_string(),
+            rule.interval_minutes,
+            rule.actions.to_string(),
+            now,
+        ];
+        self.write(move |c| {
+            rule_row(&c.query_one(
+                &format!(
+                    "UPDATE alert_rules SET name = ?3, trigger_type = ?4, threshold = ?5, \
+                     window_minutes = ?6, factor = ?7, filters = ?8, interval_minutes = ?9, \
+                     actions = ?10, date_updated = ?11 WHERE project_id = ?1 AND id = ?2 \
+                     RETURNING {RULE_COLS}"
+                ),
+                &params,
+            )?)
+        })
+        .await
+    }
+
+    async fn delete_alert_rule(&self, project_id: i64, id: i64) -> StoreResult<()> {
+        self.write(move |c| {
+            changed(c.execute(
+                "DELETE FROM alert_rules WHERE project_id = ?1 AND id = ?2",
+                &sql_params![project_id, id],
+            )?)
+        })
+        .await
+    }
+
+    async fn fire_alerts(&self, firings: &[Firing], now: f64) -> StoreResult<Vec<(i64, i64)>> {
+        // In (rule, issue) order: two nodes firing overlapping sets lock rows in the same order.
+        let mut firings = firings.to_vec();
+        firings.sort_by_key(|f| (f.rule_id, f.issue_id));
+        if firings.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(move |c| {
+            let mut fired = Vec::new();
+            for f in &firings {
+                // One statement decides: a concurrent caller for the same pair waits for this
+                // row and then finds it fired at `now`, within the interval.
+                let won = c
+                    .query_opt(
+                        "INSERT INTO alert_fired (rule_id, issue_id, last_fired) \
+                         SELECT r.id, CAST(?2 AS BIGINT), CAST(?3 AS DOUBLE PRECISION) \
+                         FROM alert_rules r WHERE r.id = ?1 \
+                         ON CONFLICT (rule_id, issue_id) DO UPDATE \
+                         SET last_fired = excluded.last_fired \
+                         WHERE alert_fired.last_fired < excluded.last_fired - ?4 RETURNING rule_id",
+                        &sql_params![
+                            f.rule_id,
+                            f.issue_id,
+                            now,
+                            (f.interval_minutes.max(0) * 60) as f64
+                        ],
+                    )?
+                    .is_some();
+                if !won {
+                    continue;
+                }
+                for n in &f.notifications {
+                    c.execute(
+                        "INSERT INTO notifications (rule_id, project_id, issue_id, action, \
+                         payload, status, attempts, next_attempt, date_created) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)",
+                        &sql_params![
+                            f.rule_id,
+                            f.project_id,
+                            f.issue_id,
+                            n.action.to_string(),
+                            n.payload.to_string(),
+                            now
+                        ],
+                    )?;
+                }
+                fired.push((f.rule_id, f.issue_id));
+            }
+            Ok(fired)
+        })
+        .await
+    }
+
+    async fn claim_notifications(
+        &self,
+        holder: &str,
+        now: f64,
+        lease_seconds: f64,
+        limit: i64,
+    ) -> StoreResult<Vec<Notification>> {
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
+        let params = sql_params![holder, now, now + lease_seconds, limit];
+        self.write(move |c| {
+            let sql = format!(
+                "UPDATE notifications SET claimed_by = ?1, claimed_until = ?3 WHERE id IN (\
+                   SELECT id FROM notifications WHERE status = 'pending' AND next_attempt <= ?2 \
+                   AND (claimed_until IS NULL OR claimed_until <= ?2) ORDER BY id LIMIT ?4{}\
+                 ) RETURNING {NOTIFICATION_COLS}",
+                c.skip_locked()
+            );
+            let mut claimed = all(c.query(&sql, &params)?, notification_row)?;
+            claimed.sort_by_key(|n| n.id);
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn finish_notification(&self, id: i64, outcome: &Delivery, now: f64) -> StoreResult<()> {
+        const DONE: &str = "attempts = attempts + 1, claimed_by = NULL, claimed_until = NULL";
+        let (sql, params) = match outcome {
+            Delivery::Sent => (
+                format!(
+                    "UPDATE notifications SET {DONE}, status = 'sent', date_sent = ?2 \
+                     WHERE id = ?1"
+                ),
+                sql_params![id, now].to_vec(),
+            ),
+            Delivery::Retry {
+                next_attempt,
+                error,
+            } => (
+                format!(
+                    "UPDATE notifications SET {DONE}, status = 'pending', next_attempt = ?2, \
+                     last_error = ?3 WHERE id = ?1"
+                ),
+                sql_params![id, *next_attempt, error].to_vec(),
+            ),
+            Delivery::Failed { error } => (
+                format!(
+                    "UPDATE notifications SET {DONE}, status = 'failed', last_error = ?2 \
+                     WHERE id = ?1"
+                ),
+                sql_params![id, error].to_vec(),
+            ),
+        };
+        self.write(move |c| changed(c.execute(&sql, &params)?))
+            .await
+    }
+
+    async fn notifications(&self, project_id: i64, limit: i64) -> StoreResult<Vec<Notification>> {
+        self.read(move |c| {
+            all(
+                c.query(
+                    &format!(
+                        "SELECT {NOTIFICATION_COLS} FROM notifications WHERE project_id = ?1 \
+                         ORDER BY id DESC LIMIT ?2"
+                    ),
+                    &sql_params![project_id, limit],
+                )?,
+                notification_row,
+            )
+        })
+        .await
+    }
+
+    async fn issue_window_counts(&self, issue_id: i64, since: f64) -> StoreResult<(i64, i64)> {
+        self.read(move |c| {
+            // Through the (issue_id, timestamp) index.
+            let r = c.query_one(
+                "SELECT count(*), count(DISTINCT user_key) FROM events \
+                 WHERE issue_id = ?1 AND timestamp >= ?2",
+                &sql_params![issue_id, since],
+            )?;
+            Ok((r.int(0)?, r.int(1)?))
+        })
+        .await
+    }
 }
 
 impl<B: Backend> SqlStore<B> {
@@ -1739,8 +2039,8 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
         let issue_id = *issue_id;
         let inserted = c.execute(
             "INSERT INTO events (project_id, event_id, issue_id, timestamp, received, release, \
-             environment, trace_id, size, grouping, payload) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+             environment, trace_id, size, grouping, payload, user_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
              ON CONFLICT (project_id, event_id) DO NOTHING",
             &sql_params![
                 ev.project_id,
@@ -1754,6 +2054,7 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
                 ev.size,
                 ev.grouping.to_string(),
                 ev.payload.clone(),
+                ev.user_key.as_ref(),
             ],
         )?;
         if inserted == 0 {

@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_rate_counts.sql"),
     include_str!("../../migrations/sqlite/0004_web.sql"),
     include_str!("../../migrations/sqlite/0005_tag_keys.sql"),
+    include_str!("../../migrations/sqlite/0006_alerts.sql"),
 ];
 const READERS: usize = 3;
 

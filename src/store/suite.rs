@@ -231,6 +231,18 @@ store_tests! {
     trace_events_of_given_projects => trace_events_of_given_projects_sqlite,
         trace_events_of_given_projects_postgres;
     rising_issues_order => rising_issues_order_sqlite, rising_issues_order_postgres;
+    alert_rules_crud_and_defaults => alert_rules_crud_and_defaults_sqlite,
+        alert_rules_crud_and_defaults_postgres;
+    fire_alerts_respects_the_interval => fire_alerts_respects_the_interval_sqlite,
+        fire_alerts_respects_the_interval_postgres;
+    concurrent_fire_alerts_fire_once => concurrent_fire_alerts_fire_once_sqlite,
+        concurrent_fire_alerts_fire_once_postgres;
+    notification_lifecycle => notification_lifecycle_sqlite, notification_lifecycle_postgres;
+    concurrent_claims_never_share_a_notification
+        => concurrent_claims_never_share_a_notification_sqlite,
+        concurrent_claims_never_share_a_notification_postgres;
+    issue_window_counts_events_and_users => issue_window_counts_events_and_users_sqlite,
+        issue_window_counts_events_and_users_postgres;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -3395,4 +3407,682 @@ async fn rising_issues_order(db: &TestDb) {
         .collect();
     assert_eq!(names, ["elsewhere", "fresh"]);
     assert!(s.rising_issues(&[], now, 10).await.must("none").is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alerts: rules, firing once per interval, the notification outbox
+
+fn rule(name: &str, trigger: &str) -> NewAlertRule {
+    NewAlertRule {
+        name: name.to_string(),
+        trigger: trigger.to_string(),
+        threshold: None,
+        window_minutes: None,
+        factor: None,
+        filters: json!({}),
+        interval_minutes: 60,
+        actions: json!([{"type": "email", "to": ["members"]}]),
+    }
+}
+
+/// A firing of `rule_id` for `issue_id` with one webhook notification tagged `tag`.
+fn firing(p: &Project, rule_id: i64, issue_id: i64, interval: i64, tag: &str) -> Firing {
+    Firing {
+        rule_id,
+        project_id: p.id,
+        issue_id,
+        interval_minutes: interval,
+        notifications: vec![NewNotification {
+            action: json!({"type": "webhook", "url": "https://hooks.example.com/x"}),
+            payload: json!({"tag": tag}),
+        }],
+    }
+}
+
+/// `(tag, status)` of a project's notifications, newest first.
+async fn outbox(s: &Arc<dyn Store>, p: &Project) -> Vec<(String, String)> {
+    s.notifications(p.id, 1000)
+        .await
+        .must("notifications")
+        .into_iter()
+        .map(|n| {
+            (
+                n.payload["tag"].as_str().unwrap_or("?").to_string(),
+                n.status,
+            )
+        })
+        .collect()
+}
+
+async fn alert_rules_crud_and_defaults(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+    let q = setup_project(&s, "acme", "api").await;
+
+    // Every new project starts with two rules: new issues and regressions, to its members.
+    let defaults = s.alert_rules(p.id).await.must("alert_rules");
+    let summary: Vec<(&str, &str, i64, &Value, &Value)> = defaults
+        .iter()
+        .map(|r| {
+            (
+                r.name.as_str(),
+                r.trigger.as_str(),
+                r.interval_minutes,
+                &r.filters,
+                &r.actions,
+            )
+        })
+        .collect();
+    let members = json!([{"type": "email", "to": ["members"]}]);
+    assert_eq!(
+        summary,
+        vec![
+            (
+                "Notify members of new issues",
+                "new_issue",
+                60,
+                &json!({}),
+                &members
+            ),
+            (
+                "Notify members of regressions",
+                "regression",
+                60,
+                &json!({}),
+                &members
+            ),
+        ]
+    );
+    assert!(defaults.iter().all(|r| r.project_id == p.id
+        && r.threshold.is_none()
+        && r.window_minutes.is_none()
+        && r.factor.is_none()));
+    assert_eq!(s.alert_rules(q.id).await.must("q's rules").len(), 2);
+
+    // Create, read, list.
+    let mut spike = rule("Checkout spikes", "spike");
+    spike.threshold = Some(50);
+    spike.window_minutes = Some(30);
+    spike.factor = Some(2.5);
+    spike.filters =
+        json!({"level": "error", "environment": "production", "tags": {"browser": "Firefox"}});
+    spike.interval_minutes = 0;
+    spike.actions = json!([
+        {"type": "webhook", "url": "https://hooks.example.com/a", "secret": "s3cret"},
+        {"type": "slack", "url": "https://hooks.slack.com/services/T/B/X"},
+    ]);
+    let created = s
+        .create_alert_rule(p.id, &spike, T0)
+        .await
+        .must("create_alert_rule");
+    assert_eq!(
+        (
+            created.project_id,
+            created.name.as_str(),
+            created.trigger.as_str()
+        ),
+        (p.id, "Checkout spikes", "spike")
+    );
+    assert_eq!(
+        (created.threshold, created.window_minutes, created.factor),
+        (Some(50), Some(30), Some(2.5))
+    );
+    assert_eq!(
+        (&created.filters, &created.actions, created.interval_minutes),
+        (&spike.filters, &spike.actions, 0)
+    );
+    assert_eq!((created.date_created, created.date_updated), (T0, T0));
+    let read = s.alert_rule(p.id, created.id).await.must("alert_rule");
+    assert_eq!(
+        (read.id, &read.filters, &read.actions, read.factor),
+        (created.id, &spike.filters, &spike.actions, Some(2.5))
+    );
+    let ids: Vec<i64> = s
+        .alert_rules(p.id)
+        .await
+        .must("list")
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        ids,
+        vec![defaults[0].id, defaults[1].id, created.id],
+        "by id"
+    );
+    expect_not_found(
+        s.alert_rule(q.id, created.id).await,
+        "another project's rule",
+    );
+    expect_not_found(s.alert_rule(p.id, 999_999).await, "unknown rule");
+
+    // Update replaces the whole rule; its creation date stays.
+    let mut freq = rule("Busy", "frequency");
+    freq.threshold = Some(100);
+    freq.window_minutes = Some(60);
+    let updated = s
+        .update_alert_rule(p.id, created.id, &freq, T0 + 10.0)
+        .await
+        .must("update_alert_rule");
+    assert_eq!(
+        (
+            updated.id,
+            updated.name.as_str(),
+            updated.trigger.as_str(),
+            updated.threshold,
+            updated.factor,
+            updated.interval_minutes
+        ),
+        (created.id, "Busy", "frequency", Some(100), None, 60)
+    );
+    assert_eq!(
+        (updated.date_created, updated.date_updated),
+        (T0, T0 + 10.0)
+    );
+    assert_eq!(updated.filters, json!({}));
+    assert_eq!(
+        s.alert_rule(p.id, created.id).await.must("reread").name,
+        "Busy"
+    );
+    expect_not_found(
+        s.update_alert_rule(q.id, created.id, &freq, T0).await,
+        "updating another project's rule",
+    );
+
+    // Deleting a rule keeps its notifications, without the rule.
+    save(&s, vec![ev(p.id, "e1", "h1", T0)]).await;
+    let issue = issue_of(&s, p.id, "e1").await;
+    let fired = s
+        .fire_alerts(&[firing(&p, created.id, issue.id, 60, "kept")], T0 + 20.0)
+        .await
+        .must("fire_alerts");
+    assert_eq!(fired, vec![(created.id, issue.id)]);
+    let claimed = s
+        .claim_notifications("node-a", T0 + 20.0, 30.0, 10)
+        .await
+        .must("claim");
+    s.finish_notification(claimed[0].id, &Delivery::Sent, T0 + 21.0)
+        .await
+        .must("finish");
+    expect_not_found(
+        s.delete_alert_rule(q.id, created.id).await,
+        "deleting from q",
+    );
+    s.delete_alert_rule(p.id, created.id)
+        .await
+        .must("delete_alert_rule");
+    expect_not_found(s.alert_rule(p.id, created.id).await, "deleted rule");
+    expect_not_found(s.delete_alert_rule(p.id, created.id).await, "deleted twice");
+    assert_eq!(s.alert_rules(p.id).await.must("after delete").len(), 2);
+    let kept = s.notifications(p.id, 10).await.must("notifications");
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        (kept[0].rule_id, kept[0].issue_id, kept[0].status.as_str()),
+        (None, Some(issue.id), "sent")
+    );
+    // A firing of a rule deleted meanwhile is skipped, not an error.
+    let late = s
+        .fire_alerts(&[firing(&p, created.id, issue.id, 0, "late")], T0 + 9999.0)
+        .await
+        .must("fire a deleted rule");
+    assert!(late.is_empty(), "{late:?}");
+    assert_eq!(s.notifications(p.id, 10).await.must("still one").len(), 1);
+}
+
+async fn fire_alerts_respects_the_interval(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+    let r = s
+        .create_alert_rule(p.id, &rule("ten minutes", "new_issue"), T0)
+        .await
+        .must("rule")
+        .id;
+    let r0 = s
+        .create_alert_rule(p.id, &rule("every time", "new_issue"), T0)
+        .await
+        .must("rule")
+        .id;
+    save(
+        &s,
+        vec![ev(p.id, "a1", "ha", T0), ev(p.id, "b1", "hb", T0 + 1.0)],
+    )
+    .await;
+    let a = issue_of(&s, p.id, "a1").await.id;
+    let b = issue_of(&s, p.id, "b1").await.id;
+
+    let t = T0 + 100.0;
+    let fired = s
+        .fire_alerts(
+            &[
+                firing(&p, r, b, 10, "r-b-1"),
+                firing(&p, r, a, 10, "r-a-1"),
+                firing(&p, r0, a, 0, "r0-a-1"),
+            ],
+            t,
+        )
+        .await
+        .must("first firing");
+    assert_eq!(fired, vec![(r, a), (r, b), (r0, a)], "(rule, issue) order");
+    let pending = s.notifications(p.id, 10).await.must("notifications");
+    assert_eq!(pending.len(), 3);
+    assert!(pending.iter().all(|n| n.status == "pending"
+        && n.attempts == 0
+        && n.next_attempt == t
+        && n.date_created == t
+        && n.date_sent.is_none()
+        && n.last_error.is_none()
+        && n.project_id == p.id));
+    let pair: Vec<(Option<i64>, Option<i64>)> =
+        pending.iter().map(|n| (n.rule_id, n.issue_id)).collect();
+    assert_eq!(
+        pair,
+        vec![(Some(r0), Some(a)), (Some(r), Some(b)), (Some(r), Some(a))]
+    );
+    assert_eq!(
+        pending[0].action,
+        json!({"type": "webhook", "url": "https://hooks.example.com/x"})
+    );
+
+    // Within the interval: nothing; the pair of interval 0 fires again at a later time only.
+    let again = s
+        .fire_alerts(
+            &[
+                firing(&p, r, a, 10, "r-a-2"),
+                firing(&p, r0, a, 0, "r0-a-2"),
+            ],
+            t,
+        )
+        .await
+        .must("same instant");
+    assert!(again.is_empty(), "{again:?}");
+    let later = s
+        .fire_alerts(
+            &[
+                firing(&p, r, a, 10, "r-a-3"),
+                firing(&p, r0, a, 0, "r0-a-3"),
+            ],
+            t + 599.0,
+        )
+        .await
+        .must("9:59 later");
+    assert_eq!(later, vec![(r0, a)]);
+    let boundary = s
+        .fire_alerts(&[firing(&p, r, a, 10, "r-a-4")], t + 600.0)
+        .await
+        .must("exactly 10 minutes after");
+    assert!(
+        boundary.is_empty(),
+        "a firing at t holds the pair through t + interval"
+    );
+    let after = s
+        .fire_alerts(&[firing(&p, r, a, 10, "r-a-5")], t + 600.5)
+        .await
+        .must("after the interval");
+    assert_eq!(after, vec![(r, a)]);
+    // The interval counts from the last firing, not the first.
+    let held = s
+        .fire_alerts(&[firing(&p, r, a, 10, "r-a-6")], t + 1000.0)
+        .await
+        .must("within the new interval");
+    assert!(held.is_empty());
+    // The same pair twice in one call fires once.
+    let twice = s
+        .fire_alerts(
+            &[firing(&p, r, b, 10, "r-b-7"), firing(&p, r, b, 10, "r-b-8")],
+            t + 5000.0,
+        )
+        .await
+        .must("twice in one call");
+    assert_eq!(twice, vec![(r, b)]);
+    let tags: Vec<String> = outbox(&s, &p).await.into_iter().map(|(t, _)| t).collect();
+    assert_eq!(
+        tags,
+        ["r-b-7", "r-a-5", "r0-a-3", "r0-a-1", "r-b-1", "r-a-1"],
+        "notifications of the firings that won, newest first"
+    );
+    assert!(s.fire_alerts(&[], t).await.must("nothing").is_empty());
+}
+
+async fn concurrent_fire_alerts_fire_once(db: &TestDb) {
+    let a = db.open().await;
+    let b = db.open().await;
+    let p = setup_project(&a, "acme", "web").await;
+    let rules = a.alert_rules(p.id).await.must("rules");
+    let (r1, r2) = (rules[0].id, rules[1].id);
+    let events: Vec<NewEvent> = (0..10)
+        .map(|i| ev(p.id, &format!("e{i}"), &format!("h{i}"), T0 + i as f64))
+        .collect();
+    save(&a, events).await;
+    let mut issues = Vec::new();
+    for i in 0..10 {
+        issues.push(issue_of(&a, p.id, &format!("e{i}")).await.id);
+    }
+    for round in 0..10 {
+        let now = T0 + 10_000.0 * (round + 1) as f64;
+        // Both nodes fire every pair at the same instant, in opposite orders.
+        let mut mine: Vec<Firing> = issues
+            .iter()
+            .flat_map(|&i| {
+                [
+                    firing(&p, r1, i, 60, &format!("a-{round}")),
+                    firing(&p, r2, i, 60, &format!("a-{round}")),
+                ]
+            })
+            .collect();
+        let mut theirs: Vec<Firing> = mine
+            .iter()
+            .map(|f| firing(&p, f.rule_id, f.issue_id, 60, &format!("b-{round}")))
+            .collect();
+        theirs.reverse();
+        if round % 2 == 1 {
+            std::mem::swap(&mut mine, &mut theirs);
+        }
+        let barrier = Arc::new(Barrier::new(2));
+        let run = |store: Arc<dyn Store>, firings: Vec<Firing>| {
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.fire_alerts(&firings, now).await
+            })
+        };
+        let (fa, fb) = tokio::join!(run(a.clone(), mine), run(b.clone(), theirs));
+        let fa = fa.expect("task").must("node a fires");
+        let fb = fb.expect("task").must("node b fires");
+        let mut all: Vec<(i64, i64)> = fa.iter().chain(&fb).copied().collect();
+        all.sort();
+        let mut want: Vec<(i64, i64)> = issues.iter().flat_map(|&i| [(r1, i), (r2, i)]).collect();
+        want.sort();
+        assert_eq!(all, want, "round {round}: every pair fired exactly once");
+        let notes = a.notifications(p.id, 10_000).await.must("notifications");
+        let this_round = notes.iter().filter(|n| n.date_created == now).count();
+        assert_eq!(this_round, 20, "round {round}: one notification per pair");
+    }
+}
+
+async fn notification_lifecycle(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+    let q = setup_project(&s, "acme", "api").await;
+    let r = s.alert_rules(p.id).await.must("rules")[0].id;
+    let rq = s.alert_rules(q.id).await.must("rules")[0].id;
+    save(
+        &s,
+        vec![
+            ev(p.id, "e1", "h1", T0),
+            ev(p.id, "e2", "h2", T0),
+            ev(p.id, "e3", "h3", T0),
+            ev(q.id, "e4", "h4", T0),
+        ],
+    )
+    .await;
+    let i1 = issue_of(&s, p.id, "e1").await.id;
+    let i2 = issue_of(&s, p.id, "e2").await.id;
+    let i3 = issue_of(&s, p.id, "e3").await.id;
+    let i4 = issue_of(&s, q.id, "e4").await.id;
+    let t = T0 + 100.0;
+    s.fire_alerts(&[firing(&p, r, i1, 60, "one")], t)
+        .await
+        .must("fire one");
+    s.fire_alerts(&[firing(&p, r, i2, 60, "two")], t + 1.0)
+        .await
+        .must("fire two");
+    s.fire_alerts(&[firing(&q, rq, i4, 60, "other")], t + 2.0)
+        .await
+        .must("fire other");
+    s.fire_alerts(&[firing(&p, r, i3, 60, "future")], t + 500.0)
+        .await
+        .must("fire future");
+
+    // Due at t + 10: the first three, oldest first, at most `limit`.
+    let now = t + 10.0;
+    let first = s
+        .claim_notifications("node-a", now, 30.0, 2)
+        .await
+        .must("claim");
+    let tags: Vec<&str> = first
+        .iter()
+        .map(|n| n.payload["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags, ["one", "two"]);
+    let rest = s
+        .claim_notifications("node-b", now, 30.0, 10)
+        .await
+        .must("claim the rest");
+    let tags: Vec<&str> = rest
+        .iter()
+        .map(|n| n.payload["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tags,
+        ["other"],
+        "held rows and rows not yet due are not claimed"
+    );
+    assert!(
+        s.claim_notifications("node-c", now + 29.0, 30.0, 10)
+            .await
+            .must("all held")
+            .is_empty()
+    );
+    assert!(
+        s.claim_notifications("node-c", now, 30.0, 0)
+            .await
+            .must("limit 0")
+            .is_empty()
+    );
+
+    let (one, two) = (&first[0], &first[1]);
+    // Sent.
+    s.finish_notification(one.id, &Delivery::Sent, now + 1.0)
+        .await
+        .must("sent");
+    // Retry in a minute.
+    s.finish_notification(
+        two.id,
+        &Delivery::Retry {
+            next_attempt: now + 60.0,
+            error: "HTTP 503".into(),
+        },
+        now + 1.0,
+    )
+    .await
+    .must("retry");
+    // Nothing is claimable while "other" is held and the retry is not due.
+    assert!(
+        s.claim_notifications("node-c", now + 29.9, 30.0, 10)
+            .await
+            .must("held and not due")
+            .is_empty()
+    );
+    // The claim of "other" (held by node-b for 30 s) expires: another node takes it over.
+    let taken = s
+        .claim_notifications("node-d", now + 30.0, 100.0, 10)
+        .await
+        .must("expired claim");
+    let tags: Vec<&str> = taken
+        .iter()
+        .map(|n| n.payload["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags, ["other"]);
+    assert!(
+        s.claim_notifications("node-a", now + 59.9, 30.0, 10)
+            .await
+            .must("held by node-d")
+            .is_empty()
+    );
+    s.finish_notification(taken[0].id, &Delivery::Sent, now + 31.0)
+        .await
+        .must("sent by node-d");
+
+    // The retry is released but not due before its time; then it is claimed again.
+    assert!(
+        s.claim_notifications("node-c", now + 59.0, 30.0, 10)
+            .await
+            .must("retry not due")
+            .is_empty()
+    );
+    let again = s
+        .claim_notifications("node-c", now + 60.0, 30.0, 10)
+        .await
+        .must("retry due");
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (
+            again[0].id,
+            again[0].attempts,
+            again[0].status.as_str(),
+            again[0].last_error.as_deref(),
+            again[0].next_attempt
+        ),
+        (two.id, 1, "pending", Some("HTTP 503"), now + 60.0)
+    );
+    s.finish_notification(
+        two.id,
+        &Delivery::Failed {
+            error: "HTTP 404".into(),
+        },
+        now + 61.0,
+    )
+    .await
+    .must("failed");
+
+    // Sent and failed rows are never claimed again; the future one is claimed when due.
+    let due = s
+        .claim_notifications("node-e", t + 500.0, 30.0, 10)
+        .await
+        .must("later");
+    let tags: Vec<&str> = due
+        .iter()
+        .map(|n| n.payload["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags, ["future"]);
+
+    // What the UI shows: newest first, failures visible, per project.
+    let listed = s.notifications(p.id, 10).await.must("notifications");
+    /// Tag, status, attempts, last error, date sent.
+    type Row<'a> = (&'a str, &'a str, i64, Option<&'a str>, Option<f64>);
+    let summary: Vec<Row> = listed
+        .iter()
+        .map(|n| {
+            (
+                n.payload["tag"].as_str().unwrap(),
+                n.status.as_str(),
+                n.attempts,
+                n.last_error.as_deref(),
+                n.date_sent,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("future", "pending", 0, None, None),
+            ("two", "failed", 2, Some("HTTP 404"), None),
+            ("one", "sent", 1, None, Some(now + 1.0)),
+        ]
+    );
+    assert_eq!(s.notifications(p.id, 1).await.must("limit").len(), 1);
+    assert_eq!(
+        outbox(&s, &q).await,
+        vec![("other".to_string(), "sent".to_string())]
+    );
+    expect_not_found(
+        s.finish_notification(999_999, &Delivery::Sent, now).await,
+        "finishing an unknown notification",
+    );
+}
+
+async fn concurrent_claims_never_share_a_notification(db: &TestDb) {
+    const N: usize = 60;
+    let a = db.open().await;
+    let b = db.open().await;
+    let p = setup_project(&a, "acme", "web").await;
+    let r = a.alert_rules(p.id).await.must("rules")[0].id;
+    let events: Vec<NewEvent> = (0..N)
+        .map(|i| ev(p.id, &format!("e{i}"), &format!("h{i}"), T0))
+        .collect();
+    save(&a, events).await;
+    let mut firings = Vec::new();
+    for i in 0..N {
+        let issue = issue_of(&a, p.id, &format!("e{i}")).await.id;
+        firings.push(firing(&p, r, issue, 60, &format!("n{i}")));
+    }
+    let now = T0 + 100.0;
+    assert_eq!(a.fire_alerts(&firings, now).await.must("fire").len(), N);
+
+    let barrier = Arc::new(Barrier::new(2));
+    let drain = |store: Arc<dyn Store>, holder: &'static str| {
+        let barrier = barrier.clone();
+        tokio::spawn(async move {
+            barrier.wait().await;
+            let mut ids = Vec::new();
+            loop {
+                let got = store
+                    .claim_notifications(holder, now, 60.0, 7)
+                    .await
+                    .must("claim");
+                if got.is_empty() {
+                    return ids;
+                }
+                ids.extend(got.iter().map(|n| n.id));
+            }
+        })
+    };
+    let (ia, ib) = tokio::join!(drain(a.clone(), "node-a"), drain(b.clone(), "node-b"));
+    let (ia, ib) = (ia.expect("task"), ib.expect("task"));
+    let sa: BTreeSet<i64> = ia.iter().copied().collect();
+    let sb: BTreeSet<i64> = ib.iter().copied().collect();
+    assert_eq!(
+        (sa.len(), sb.len()),
+        (ia.len(), ib.len()),
+        "no row twice to one node"
+    );
+    assert!(
+        sa.is_disjoint(&sb),
+        "a row claimed by both: {:?}",
+        sa.intersection(&sb).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        sa.len() + sb.len(),
+        N,
+        "every row claimed (a: {}, b: {})",
+        sa.len(),
+        sb.len()
+    );
+}
+
+async fn issue_window_counts_events_and_users(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+    save(
+        &s,
+        vec![
+            ev(p.id, "w1", "hw", T0).user("id:1"),
+            ev(p.id, "w2", "hw", T0 + 60.0).user("id:2"),
+            ev(p.id, "w3", "hw", T0 + 120.0).user("id:1"),
+            ev(p.id, "w4", "hw", T0 + 180.0),
+            ev(p.id, "w5", "hw", T0 + 240.0).user("id:3"),
+            ev(p.id, "x1", "hx", T0 + 240.0).user("id:9"),
+        ],
+    )
+    .await;
+    let issue = issue_of(&s, p.id, "w1").await.id;
+    let count = |since: f64| {
+        let s = s.clone();
+        async move {
+            s.issue_window_counts(issue, since)
+                .await
+                .must("issue_window_counts")
+        }
+    };
+    assert_eq!(count(T0).await, (5, 3), "all: users 1, 2, 3");
+    assert_eq!(count(T0 + 60.0).await, (4, 3), "since is inclusive");
+    assert_eq!(
+        count(T0 + 61.0).await,
+        (3, 2),
+        "users 1 and 3; one event without a user"
+    );
+    assert_eq!(count(T0 + 180.0).await, (2, 1));
+    assert_eq!(count(T0 + 241.0).await, (0, 0));
+    // Events stored in later batches count too.
+    save(&s, vec![ev(p.id, "w6", "hw", T0 + 300.0).user("id:2")]).await;
+    assert_eq!(count(T0 + 61.0).await, (4, 3));
 }
