@@ -60,5 +60,8 @@
 //! unless the server runs with `--allow-private-webhooks`.
 
 pub mod channels;
+pub mod deliver;
 pub mod message;
 pub mod net;
+
+pub use deliver::{DeliveryConfig, deliver_due, run};
