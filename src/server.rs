@@ -101,7 +101,16 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> 
         spool: spool.clone(),
         node_id: node.clone(),
         limits: state.limits.clone(),
+        alerts: Arc::new(crate::alerts::evaluate::Evaluator::new(&state.public_url)),
     }));
+    let delivery = tokio::spawn(crate::alerts::deliver::run(
+        store.clone(),
+        Arc::new(crate::alerts::deliver::DeliveryConfig::from_args(
+            &args.alerts,
+            &state.public_url,
+        )),
+        node.clone(),
+    ));
     let rate_sync = tokio::spawn(crate::ingest::ratelimit::sync_loop(
         state.rate_limiter.clone(),
         store.clone(),
@@ -125,6 +134,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> 
     digest.abort();
     retention.abort();
     rate_sync.abort();
+    delivery.abort();
     Ok(())
 }
 

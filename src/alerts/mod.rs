@@ -1,6 +1,8 @@
 //! Alerts: rules that fire on issues queue notifications in a persisted outbox; delivery turns
 //! each into an e-mail, a signed webhook POST or a Slack-compatible message.
 //!
+//! - [`evaluate`] — after each stored digest batch, which rules fire for which issues; queues
+//!   their notifications (once per rule, issue and interval across the cluster).
 //! - [`deliver`] — the loop every node runs ([`deliver::run`]): claims due notifications
 //!   through the store (so each is sent by one node of a cluster), groups storms into digests,
 //!   sends, and records sent / retry (30 s, 1 min, 2 min … at most 1 h apart, for 24 h) /
@@ -61,6 +63,7 @@
 
 pub mod channels;
 pub mod deliver;
+pub mod evaluate;
 pub mod message;
 pub mod net;
 

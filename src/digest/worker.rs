@@ -24,6 +24,8 @@ pub struct Worker {
     pub spool: Spool,
     pub node_id: String,
     pub limits: Arc<Limits>,
+    /// Alert rules are evaluated on every stored batch.
+    pub alerts: Arc<crate::alerts::evaluate::Evaluator>,
 }
 
 /// A processed batch on its way from the processing stage to the storing stage.
@@ -138,6 +140,14 @@ async fn store_stage(w: &Worker, start: Position, mut rx: tokio::sync::mpsc::Rec
                         new_issues = result.new_issues.len(),
                         "digested batch"
                     );
+                    let now = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
+                    if let Err(e) = w
+                        .alerts
+                        .after_batch(w.store.as_ref(), &p.batch, &result, now)
+                        .await
+                    {
+                        tracing::error!(error = %e, "cannot evaluate alert rules for a batch");
+                    }
                     break;
                 }
                 Err(e) if attempts + 1 < WHOLE_BATCH_ATTEMPTS => {

@@ -413,6 +413,8 @@ pub struct DigestResult {
     pub regressions: Vec<i64>,
     /// Ignored issues that came back (their ignore ran out with this batch).
     pub unignored: Vec<i64>,
+    /// Every issue that got events, with the index in the batch of its latest stored event.
+    pub touched: Vec<(i64, usize)>,
 }
 
 /// An alert rule of a project (JSON shapes of `filters` and `actions` as in the API,

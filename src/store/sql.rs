@@ -2021,7 +2021,8 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
         c.lock_fingerprint(project_id, hash)?;
     }
 
-    for ev in &batch.events {
+    let mut latest: BTreeMap<i64, (f64, usize)> = BTreeMap::new();
+    for (index, ev) in batch.events.iter().enumerate() {
         if !seen_ids.insert((ev.project_id, ev.event_id.as_str()))
             || c.query_opt(
                 "SELECT 1 FROM events WHERE project_id = ?1 AND event_id = ?2",
@@ -2062,6 +2063,10 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
             continue;
         }
         result.stored += 1;
+        let l = latest.entry(issue_id).or_insert((ev.timestamp, index));
+        if ev.timestamp >= l.0 {
+            *l = (ev.timestamp, index);
+        }
 
         let d = deltas.entry(issue_id).or_insert_with(|| IssueDelta {
             times_seen: 0,
@@ -2283,6 +2288,7 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
             batch.position.offset as i64
         ],
     )?;
+    result.touched = latest.into_iter().map(|(id, (_, i))| (id, i)).collect();
     Ok(result)
 }
 
