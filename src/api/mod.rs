@@ -2,11 +2,12 @@
 //!
 //! - [`search`]: the issue search language (`is:unresolved browser:Chrome free text`).
 //! - [`serialize`]: issues and events in Sentry's JSON shapes.
-//! - [`issues`], [`events`], [`projects`]: one file per resource.
+//! - [`issues`], [`events`], [`projects`], [`alerts`]: one file per resource.
 //!
 //! Every route needs `Authorization: Bearer <token>` and checks that the user may see the
 //! project involved (superusers see everything, members see their organizations' projects).
 
+pub mod alerts;
 pub mod events;
 pub mod issues;
 pub mod projects;
@@ -50,6 +51,14 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/0/projects/{org}/{project}/keys/{key_id}/",
             get(projects::get_key).put(projects::update_key),
+        )
+        .route(
+            "/api/0/projects/{org}/{project}/alert-rules/",
+            get(alerts::list).post(alerts::create),
+        )
+        .route(
+            "/api/0/projects/{org}/{project}/alert-rules/{id}/",
+            get(alerts::get).put(alerts::update).delete(alerts::delete),
         )
         .route(
             "/api/0/projects/{org}/{project}/events/",
