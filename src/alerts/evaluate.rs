@@ -26,8 +26,11 @@ const DEFAULT_SPIKE_FACTOR: f64 = 3.0;
 /// Evaluates rules; caches each project's rules and projects for a few seconds (per node).
 pub struct Evaluator {
     public_url: String,
-    cache: Mutex<HashMap<i64, (Instant, Vec<AlertRule>, Project)>>,
+    cache: Mutex<HashMap<i64, CachedRules>>,
 }
+
+/// A project's rules and the project, as read at an instant.
+type CachedRules = (Instant, Vec<AlertRule>, Project);
 
 /// Why an issue is considered by a rule, decided from the batch alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
