@@ -54,7 +54,7 @@ pub struct SmtpConfig {
     pub credentials: Option<(String, String)>,
     /// `Faultline <faultline@errors.example.com>` or a bare address.
     pub from: String,
-    /// Longest a whole SMTP exchange may take.
+    /// Timeout of each SMTP command (the whole send is capped by the delivery loop).
     pub timeout: Duration,
 }
 
@@ -82,7 +82,7 @@ impl SmtpConfig {
                 .clone()
                 .map(|u| (u, args.smtp_password.clone().unwrap_or_default())),
             from,
-            timeout: Duration::from_secs(30),
+            timeout: Duration::from_secs(15),
         })
     }
 

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -21,8 +21,13 @@ use crate::store::{Delivery, Notification, Store};
 
 /// How long a claim holds a notification; longer than any send takes.
 pub const LEASE_SECONDS: f64 = 60.0;
+const _: () = assert!(START_BUDGET.as_secs() + SEND_TIMEOUT.as_secs() + 10 <= LEASE_SECONDS as u64);
 /// Most notifications claimed per round.
 pub const CLAIM_LIMIT: i64 = 100;
+/// Longest one send may take (an HTTP request, or a whole SMTP exchange).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(20);
+/// A send starts at most this long after the claim, so that it ends while the claim holds.
+pub const START_BUDGET: Duration = Duration::from_secs(30);
 /// A group larger than this (same project, same target) is sent as one digest.
 pub const DIGEST_THRESHOLD: usize = 3;
 /// First retry delay; doubles with each attempt…
@@ -368,9 +373,23 @@ pub async fn deliver_due(
         };
         done += usize::from(finish(store, &n, &delivery, now).await);
     }
+    let claimed_at = Instant::now();
     let results: Vec<usize> = futures_util::stream::iter(groups)
         .map(|g| async move {
-            let result = send(store, cfg, &g, now).await;
+            // Start a send only while it can end before the claim expires: past that, another
+            // node may claim the same notifications, and the alert would go out twice. What
+            // is left unsent is claimed again once its claim has expired.
+            if claimed_at.elapsed() > START_BUDGET {
+                return 0;
+            }
+            let result = tokio::time::timeout(SEND_TIMEOUT, send(store, cfg, &g, now))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(SendError::Retry(format!(
+                        "timed out after {} s",
+                        SEND_TIMEOUT.as_secs()
+                    )))
+                });
             let mut done = 0;
             for n in &g.notifications {
                 let delivery = outcome(n, &result, now);
