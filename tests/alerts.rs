@@ -1,0 +1,290 @@
+//! Alerts end to end: the real binary digests real envelopes, its rules fire, and the team hears
+//! about it through a real SMTP server and a webhook receiver — once per rule and interval.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::mail::SmtpSink;
+use common::ui::{api_get, issue_of, send_event};
+use common::{ORG, PROJECT, Server, agent, answer};
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+/// One request a webhook receiver got.
+#[derive(Clone, Debug)]
+struct Hook {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Hook {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("webhook body is JSON")
+    }
+}
+
+/// A webhook endpoint on 127.0.0.1 that answers 200 and keeps what it receives.
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<Hook>>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let keep = got.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream);
+                let mut headers = Vec::new();
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = line.trim_end().split_once(':') {
+                        headers.push((k.trim().to_string(), v.trim().to_string()));
+                    }
+                }
+                let len = headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0usize);
+                let mut body = vec![0; len];
+                if reader.read_exact(&mut body).is_err() {
+                    continue;
+                }
+                keep.lock().unwrap().push(Hook { headers, body });
+                let mut stream = reader.into_inner();
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                );
+            }
+        });
+        Receiver { url, got }
+    }
+
+    /// Waits until `pred` holds for the hooks received so far.
+    fn wait(&self, what: &str, pred: impl Fn(&[Hook]) -> bool) -> Vec<Hook> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = self.got.lock().unwrap().clone();
+            if pred(&got) {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "webhook: {what}; received {} so far: {:?}",
+                got.len(),
+                got.iter()
+                    .map(|h| String::from_utf8_lossy(&h.body).to_string())
+                    .collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn post_rule(server: &Server, rule: &Value) -> Value {
+    let url = format!("{}/api/0/projects/{ORG}/{PROJECT}/alert-rules/", server.url);
+    let a = answer(
+        format!("POST {url}"),
+        agent()
+            .post(&url)
+            .header("Authorization", &format!("Bearer {}", server.token))
+            .header("Content-Type", "application/json")
+            .send(serde_json::to_vec(rule).unwrap().as_slice()),
+    );
+    a.expect(201).clone()
+}
+
+fn error_event(title: &str) -> Value {
+    json!({
+        "level": "error",
+        "platform": "python",
+        "environment": "production",
+        "release": "shop@1.2.0",
+        "user": {"id": "u-1", "email": "buyer@example.com"},
+        "tags": {"browser": "Safari 17"},
+        "exception": {"values": [{
+            "type": "CheckoutError",
+            "value": title,
+            "stacktrace": {"frames": [{
+                "function": "pay", "module": "shop.checkout", "filename": "shop/checkout.py",
+                "lineno": 42, "in_app": true
+            }]}
+        }]}
+    })
+}
+
+fn set_status(server: &Server, issue: &str, status: &str) {
+    let url = format!("{}/api/0/issues/{issue}/", server.url);
+    answer(
+        format!("PUT {url}"),
+        agent()
+            .put(&url)
+            .header("Authorization", &format!("Bearer {}", server.token))
+            .header("Content-Type", "application/json")
+            .send(
+                serde_json::to_vec(&json!({"status": status}))
+                    .unwrap()
+                    .as_slice(),
+            ),
+    )
+    .expect(200);
+}
+
+#[test]
+fn new_issues_regressions_and_bursts_reach_the_team_once() {
+    let smtp = SmtpSink::start();
+    let port = smtp.port.to_string();
+    let server = Server::start_with(&[
+        "--smtp-host",
+        "127.0.0.1",
+        "--smtp-port",
+        &port,
+        "--smtp-tls",
+        "none",
+        "--smtp-from",
+        "faultline@example.com",
+        "--allow-private-webhooks",
+    ]);
+    let hooks = Receiver::start();
+    post_rule(
+        &server,
+        &json!({"name": "Hook new issues", "trigger": "new_issue", "interval_minutes": 60,
+                "actions": [{"type": "webhook", "url": hooks.url, "secret": "s3cret"}]}),
+    );
+    post_rule(
+        &server,
+        &json!({"name": "Bursts", "trigger": "frequency", "threshold": 2, "window_minutes": 60,
+                "interval_minutes": 60, "filters": {"environment": "production"},
+                "actions": [{"type": "webhook", "url": hooks.url}]}),
+    );
+
+    // A new issue: the webhook rule and the project's default e-mail rule both fire.
+    let first = send_event(&server.url, &server.dsn, error_event("card declined"));
+    let issue = issue_of(&server.url, &server.token, ORG, PROJECT, &first);
+    let got = hooks.wait("a new-issue webhook", |h| {
+        h.iter().any(|h| h.json()["trigger"] == "new_issue")
+    });
+    let hook = got
+        .iter()
+        .find(|h| h.json()["trigger"] == "new_issue")
+        .unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
+    mac.update(&hook.body);
+    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(
+        hook.header("x-faultline-signature"),
+        Some(expected.as_str())
+    );
+    let body = hook.json();
+    assert_eq!(
+        body["issue"]["id"].as_i64().map(|i| i.to_string()),
+        Some(issue.clone())
+    );
+    assert_eq!(body["issue"]["title"], "CheckoutError: card declined");
+    assert_eq!(body["event"]["environment"], "production");
+    assert_eq!(body["event"]["release"], "shop@1.2.0");
+    assert!(
+        body["issue"]["url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with(&format!("/organizations/{ORG}/issues/{issue}/"))),
+        "{body:#}"
+    );
+    assert!(
+        body["top_tags"].as_array().is_some_and(|t| t
+            .iter()
+            .any(|t| t["value"] == "Safari 17" && t["percent"] == 100.0)),
+        "{body:#}"
+    );
+
+    let mails = smtp.wait_for(1);
+    let mail = &mails[0];
+    assert!(
+        mail["subject"]
+            .as_str()
+            .is_some_and(|s| s.contains("CheckoutError: card declined")),
+        "{mail:#}"
+    );
+    assert!(
+        mail["rcpt_tos"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r == common::EMAIL)),
+        "the project's members get the default rule's e-mail: {mail:#}"
+    );
+    assert!(
+        mail["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Safari 17"))
+    );
+
+    // Two more events: more than 2 in the window fires the burst rule, once.
+    send_event(&server.url, &server.dsn, error_event("card declined"));
+    send_event(&server.url, &server.dsn, error_event("card declined"));
+    hooks.wait("a frequency webhook", |h| {
+        h.iter().any(|h| h.json()["trigger"] == "frequency")
+    });
+    send_event(&server.url, &server.dsn, error_event("card declined"));
+
+    // Resolved, then seen again: a regression e-mail.
+    set_status(&server, &issue, "resolved");
+    send_event(&server.url, &server.dsn, error_event("card declined"));
+    let mails = smtp.wait_for(2);
+    assert!(
+        mails[1]["subject"].as_str().is_some_and(
+            |s| s.to_lowercase().contains("regress") || s.to_lowercase().contains("again")
+        ),
+        "{:#}",
+        mails[1]
+    );
+
+    // Once per rule and interval: no second new-issue or frequency webhook.
+    std::thread::sleep(Duration::from_secs(2));
+    let got = hooks.got.lock().unwrap().clone();
+    let count = |t: &str| got.iter().filter(|h| h.json()["trigger"] == t).count();
+    assert_eq!(count("new_issue"), 1);
+    assert_eq!(count("frequency"), 1);
+    assert_eq!(smtp.messages().len(), 2, "{:#?}", smtp.messages());
+
+    // The notifications are readable as sent.
+    let issues = api_get(&server.url, Some(&server.token), "/api/0/projects/");
+    issues.expect(200);
+}
+
+#[test]
+fn a_webhook_to_a_private_address_is_refused_by_default() {
+    let server = Server::start();
+    let hooks = Receiver::start();
+    post_rule(
+        &server,
+        &json!({"name": "Hook", "trigger": "new_issue",
+                "actions": [{"type": "webhook", "url": hooks.url}]}),
+    );
+    send_event(&server.url, &server.dsn, error_event("private"));
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        hooks.got.lock().unwrap().is_empty(),
+        "no request may reach 127.0.0.1 unless --allow-private-webhooks is set"
+    );
+}
