@@ -288,3 +288,57 @@ fn a_webhook_to_a_private_address_is_refused_by_default() {
         "no request may reach 127.0.0.1 unless --allow-private-webhooks is set"
     );
 }
+
+#[test]
+fn a_new_issue_seen_by_two_nodes_at_once_alerts_once() {
+    let Some(admin_url) = common::ui::postgres_admin_url() else {
+        return;
+    };
+    let cluster = common::ui::Cluster::start_with(admin_url, 2, &["--allow-private-webhooks"]);
+    let hooks = Receiver::start();
+    let url = format!(
+        "{}/api/0/projects/{ORG}/{PROJECT}/alert-rules/",
+        cluster.nodes[0].url
+    );
+    let rule = json!({"name": "Hook", "trigger": "new_issue",
+                      "actions": [{"type": "webhook", "url": hooks.url}]});
+    answer(
+        format!("POST {url}"),
+        agent()
+            .post(&url)
+            .header("Authorization", &format!("Bearer {}", cluster.token))
+            .header("Content-Type", "application/json")
+            .send(serde_json::to_vec(&rule).unwrap().as_slice()),
+    )
+    .expect(201);
+    // The same new error reaches both nodes at the same moment, three times over.
+    for round in 0..3 {
+        std::thread::scope(|s| {
+            for node in 0..2 {
+                // A new fingerprint each round (the exception type is part of it).
+                let mut event = error_event("race");
+                event["exception"]["values"][0]["type"] = json!(format!("Race{round}Error"));
+                let (base, dsn) = (cluster.nodes[node].url.clone(), cluster.dsn(node));
+                s.spawn(move || send_event(&base, &dsn, event));
+            }
+        });
+    }
+    hooks.wait("three new-issue webhooks", |h| h.len() >= 3);
+    std::thread::sleep(Duration::from_secs(3));
+    let got = hooks.got.lock().unwrap().clone();
+    let mut titles: Vec<String> = got
+        .iter()
+        .map(|h| {
+            h.json()["issue"]["title"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    titles.sort();
+    assert_eq!(
+        titles,
+        ["Race0Error: race", "Race1Error: race", "Race2Error: race"],
+        "each new issue alerts once per cluster"
+    );
+}

@@ -465,10 +465,16 @@ pub struct Node {
 impl Node {
     /// Starts `faultline serve` on a free port in `data_dir`, on `db`; waits for "listening".
     pub fn start(data_dir: &Path, db: &TestDatabase) -> Node {
+        Node::start_with(data_dir, db, &[])
+    }
+
+    /// Like [`Node::start`], with extra `serve` options.
+    pub fn start_with(data_dir: &Path, db: &TestDatabase, extra: &[&str]) -> Node {
         let mut child = Command::new(bin())
             .envs(db.env())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -541,6 +547,11 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` nodes at once on a fresh database on the server of `admin_url`.
     pub fn start(admin_url: String, n: usize) -> Cluster {
+        Cluster::start_with(admin_url, n, &[])
+    }
+
+    /// Like [`Cluster::start`], every node with extra `serve` options.
+    pub fn start_with(admin_url: String, n: usize, extra: &[&str]) -> Cluster {
         let db = TestDatabase::postgres(admin_url);
         let dirs: Vec<_> = (0..n)
             .map(|_| {
@@ -553,7 +564,7 @@ impl Cluster {
         let nodes: Vec<Node> = thread::scope(|s| {
             let handles: Vec<_> = dirs
                 .iter()
-                .map(|d| s.spawn(|| Node::start(d.path(), &db)))
+                .map(|d| s.spawn(|| Node::start_with(d.path(), &db, extra)))
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
