@@ -159,7 +159,7 @@ impl Evaluator {
     }
 
     /// The notification content: everything needed to act without opening Faultline first.
-    async fn payload(
+    pub async fn payload(
         &self,
         store: &dyn Store,
         rule: &AlertRule,
@@ -233,7 +233,9 @@ fn reason(rule: &AlertRule, window: Option<&Value>) -> String {
         "users" => format!("More than {n} users affected in {minutes} minutes"),
         "spike" => {
             let factor = rule.factor.unwrap_or(DEFAULT_SPIKE_FACTOR);
-            format!("Spiking: over {factor}× its usual rate this hour")
+            format!(
+                "Spiking: over {factor}× its usual rate, at least {n} events in {minutes} minutes"
+            )
         }
         other => other.to_string(),
     }
@@ -290,15 +292,19 @@ fn filters_match(rule: &AlertRule, ev: &NewEvent) -> bool {
     true
 }
 
-/// A spike: at least `threshold` events in the last hour and more than `factor` times the
-/// average of the same hour on the previous 7 days.
+/// A spike: at least `threshold` events in the rule's window (default an hour) and more than
+/// `factor` times the usual count of that window: the same hour on the previous 7 days, scaled
+/// to the window's length.
 async fn spike(
     store: &dyn Store,
     rule: &AlertRule,
     issue_id: i64,
     now: f64,
 ) -> StoreResult<Option<Value>> {
-    let (recent, users) = store.issue_window_counts(issue_id, now - 3600.0).await?;
+    let minutes = rule.window_minutes.unwrap_or(60).max(1);
+    let (recent, users) = store
+        .issue_window_counts(issue_id, now - minutes as f64 * 60.0)
+        .await?;
     if recent < rule.threshold.unwrap_or(1).max(1) {
         return Ok(None);
     }
@@ -311,16 +317,17 @@ async fn spike(
         .unwrap_or_default();
     let by_hour: HashMap<i64, i64> = hourly.into_iter().collect();
     let this_hour = now_s.div_euclid(3600) * 3600;
-    let baseline = (1..=7)
+    let per_hour = (1..=7)
         .map(|d| by_hour.get(&(this_hour - d * day)).copied().unwrap_or(0))
         .sum::<i64>() as f64
         / 7.0;
+    let baseline = per_hour * minutes as f64 / 60.0;
     let factor = rule.factor.unwrap_or(DEFAULT_SPIKE_FACTOR);
     if recent as f64 <= factor * baseline.max(1.0) {
         return Ok(None);
     }
     Ok(Some(json!({
-        "minutes": 60,
+        "minutes": minutes,
         "events": recent,
         "users": users,
         "baseline": (baseline * 10.0).round() / 10.0,
