@@ -378,18 +378,24 @@ pub fn render(alerts: &[Alert]) -> Result<Rendered, MessageError> {
     })
 }
 
-/// Escapes what Slack's mrkdwn treats as control characters: `&`, `<`, `>`.
+/// Escapes what Slack's mrkdwn treats as control characters (`&`, `<`, `>`: so no `<!channel>`
+/// or link can be smuggled in), and puts a zero-width space after every `@` so that an event's
+/// text cannot mention `@channel`/`@all` on Mattermost, which reads mentions from plain text.
 pub fn slack_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+        .replace('@', "@\u{200b}")
 }
 
 /// A Slack link `<url|label>`; the URL is escaped too and may not carry a `|`.
 fn slack_link(url: &str, label: &str) -> String {
     format!(
         "<{}|{}>",
-        slack_escape(url).replace('|', "%7C"),
+        url.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('|', "%7C"),
         slack_escape(label)
     )
 }
@@ -599,6 +605,10 @@ mod tests {
     #[test]
     fn slack_escaping_and_links() {
         assert_eq!(slack_escape("a & <b> c"), "a &amp; &lt;b&gt; c");
+        assert_eq!(
+            slack_escape("<!channel> @all"),
+            "&lt;!channel&gt; @\u{200b}all"
+        );
         assert_eq!(
             slack_link("https://x.example/?a=1&b=<2>|x", "open <me>"),
             "<https://x.example/?a=1&amp;b=&lt;2&gt;%7Cx|open &lt;me&gt;>"

@@ -12,6 +12,43 @@
 //!   webhook bodies, from a notification's payload.
 //! - [`net`] — the SSRF guard every outgoing HTTP request goes through.
 //!
+//! # Running it
+//!
+//! Every node runs the loop; claiming through the store makes each notification go out once
+//! per cluster:
+//!
+//! ```ignore
+//! let delivery = tokio::spawn(crate::alerts::run(
+//!     store.clone(),
+//!     Arc::new(crate::alerts::DeliveryConfig::from_args(&args.alerts, &public_url)),
+//!     node.clone(),
+//! ));
+//! ```
+//!
+//! Settings (`faultline serve`, [`crate::config::AlertArgs`]):
+//!
+//! | flag | environment | default |
+//! |---|---|---|
+//! | `--smtp-host` | `FAULTLINE_SMTP_HOST` | none: e-mail actions fail with "e-mail is not configured (FAULTLINE_SMTP_HOST)" |
+//! | `--smtp-port` | `FAULTLINE_SMTP_PORT` | 587 (`starttls`), 465 (`tls`), 25 (`none`) |
+//! | `--smtp-tls` | `FAULTLINE_SMTP_TLS` | `starttls` (`none`, `starttls` or `tls`) |
+//! | `--smtp-user`, `--smtp-password` | `FAULTLINE_SMTP_USER`, `FAULTLINE_SMTP_PASSWORD` | no authentication |
+//! | `--smtp-from` | `FAULTLINE_SMTP_FROM` | `faultline@<host of the public URL>` |
+//! | `--allow-private-webhooks` | `FAULTLINE_ALLOW_PRIVATE_WEBHOOKS=1` | off |
+//!
+//! # The e-mail
+//!
+//! Subject `[acme/checkout] New issue: TypeError: x is undefined` (a digest:
+//! `[acme/checkout] 12 alerts: …`), `multipart/alternative` with a plain-text and an HTML part
+//! (`templates/alert_email.txt`, `.html`), sent to the action's addresses plus, for
+//! `"members"`, the e-mail of every user who can see the project.
+//!
+//! # Slack and Mattermost
+//!
+//! An incoming-webhook message: `{"text": "<subject> — <link|open>", "attachments": [{"title",
+//! "title_link", "color", "text", "fields": [{"title", "value", "short"}], …}]}`, one attachment
+//! per alert; event text is escaped (`&`, `<`, `>`) and cannot mention `@channel`.
+//!
 //! # The webhook
 //!
 //! `POST` to the action's URL, with headers `Content-Type: application/json`,

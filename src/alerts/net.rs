@@ -112,8 +112,8 @@ pub fn parse_url(url: &str) -> Result<Url, HttpError> {
     Ok(parsed)
 }
 
-/// Resolves `url`'s host once and checks every address; returns the address to connect to.
-pub async fn resolve_checked(url: &Url, allow_private: bool) -> Result<SocketAddr, HttpError> {
+/// Resolves `url`'s host once and checks every address; returns the addresses to connect to.
+pub async fn resolve_checked(url: &Url, allow_private: bool) -> Result<Vec<SocketAddr>, HttpError> {
     let port = url
         .port_or_known_default()
         .ok_or_else(|| HttpError::InvalidUrl("the URL has no port".into()))?;
@@ -143,10 +143,13 @@ pub async fn resolve_checked(url: &Url, allow_private: bool) -> Result<SocketAdd
             addr: bad.ip(),
         });
     }
-    addrs.into_iter().next().ok_or(HttpError::Resolve {
-        host,
-        reason: "no address".into(),
-    })
+    if addrs.is_empty() {
+        return Err(HttpError::Resolve {
+            host,
+            reason: "no address".into(),
+        });
+    }
+    Ok(addrs)
 }
 
 /// POSTs `body` to `url` with `headers` under the SSRF guard; `Ok` for a 2xx answer.
@@ -158,7 +161,7 @@ pub async fn post(
     timeout: Duration,
 ) -> Result<u16, HttpError> {
     let parsed = parse_url(url)?;
-    let addr = resolve_checked(&parsed, allow_private).await?;
+    let addrs = resolve_checked(&parsed, allow_private).await?;
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
@@ -166,8 +169,8 @@ pub async fn post(
         .no_proxy()
         .user_agent("Faultline");
     if let Some(url::Host::Domain(d)) = parsed.host() {
-        // Pin the name to the address checked above: no second lookup can swap it.
-        builder = builder.resolve(d, addr);
+        // Pin the name to the addresses checked above: no second lookup can swap them.
+        builder = builder.resolve_to_addrs(d, &addrs);
     }
     let client = builder
         .build()
