@@ -252,8 +252,14 @@ pub struct AlertArgs {
     /// Sender of alert e-mail; default `faultline@<host of the public URL>`.
     #[arg(long, env = "FAULTLINE_SMTP_FROM")]
     pub smtp_from: Option<String>,
-    /// Let webhooks and Slack URLs reach loopback, private and link-local addresses.
-    #[arg(long, env = "FAULTLINE_ALLOW_PRIVATE_WEBHOOKS")]
+    /// Let webhooks and Slack URLs reach loopback, private and link-local addresses
+    /// (environment: `1`/`true`/`yes`/`on`, or `0`/`false`/`no`/`off`).
+    #[arg(
+        long,
+        env = "FAULTLINE_ALLOW_PRIVATE_WEBHOOKS",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub allow_private_webhooks: bool,
 }
 
