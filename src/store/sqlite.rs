@@ -14,7 +14,7 @@ use rusqlite::{Connection, ToSql, params_from_iter};
 use super::db::{Backend, Conn, Row, SqlValue};
 use super::{StoreError, StoreResult};
 
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_leases.sql"),
     include_str!("../../migrations/sqlite/0003_rate_counts.sql"),

@@ -243,6 +243,8 @@ store_tests! {
         concurrent_claims_never_share_a_notification_postgres;
     issue_window_counts_events_and_users => issue_window_counts_events_and_users_sqlite,
         issue_window_counts_events_and_users_postgres;
+    existing_projects_get_the_default_rules => existing_projects_get_the_default_rules_sqlite,
+        existing_projects_get_the_default_rules_postgres;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -4085,4 +4087,108 @@ async fn issue_window_counts_events_and_users(db: &TestDb) {
     // Events stored in later batches count too.
     save(&s, vec![ev(p.id, "w6", "hw", T0 + 300.0).user("id:2")]).await;
     assert_eq!(count(T0 + 61.0).await, (4, 3));
+}
+
+/// A database at schema version 5 (before alerting) with two projects: migrating it gives each
+/// project the two default rules, and its events count in windows (without users).
+async fn existing_projects_get_the_default_rules(db: &TestDb) {
+    const BEFORE: usize = 5;
+    let old_data = "INSERT INTO organizations (slug, name, date_created) VALUES ('old', 'old', 1); \
+         INSERT INTO projects (org_id, slug, name, date_created) \
+         VALUES (1, 'legacy', 'legacy', 1), (1, 'other', 'other', 1); \
+         INSERT INTO issues (project_id, short_id, title, level, issue_type, first_seen, \
+         last_seen) VALUES (1, 1, 'old issue', 'error', 'error', 100, 100); \
+         INSERT INTO events (project_id, event_id, issue_id, timestamp, received, size, \
+         grouping, payload) VALUES (1, 'e-old', 1, 100, 100, 1, '{}', ?1)";
+    if let Some(path) = db.url.strip_prefix("sqlite://") {
+        let conn = rusqlite::Connection::open(path).expect("open the old SQLite database");
+        for sql in &super::sqlite::MIGRATIONS[..BEFORE] {
+            conn.execute_batch(sql).expect("an old migration");
+        }
+        conn.execute_batch(&format!("PRAGMA user_version = {BEFORE}"))
+            .expect("version");
+        let (batch, last) = old_data.rsplit_once("; ").expect("statements");
+        conn.execute_batch(batch).expect("old data");
+        conn.execute(last, [b"x".to_vec()]).expect("old event");
+    } else {
+        let client = pg_admin(&db.url).await;
+        client
+            .batch_execute(
+                "CREATE TABLE faultline_migrations (version BIGINT PRIMARY KEY, \
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+            )
+            .await
+            .expect("migrations table");
+        for (i, sql) in super::postgres::MIGRATIONS[..BEFORE].iter().enumerate() {
+            client.batch_execute(sql).await.expect("an old migration");
+            client
+                .execute(
+                    "INSERT INTO faultline_migrations (version) VALUES ($1)",
+                    &[&(i as i64 + 1)],
+                )
+                .await
+                .expect("version");
+        }
+        let (batch, last) = old_data.rsplit_once("; ").expect("statements");
+        client.batch_execute(batch).await.expect("old data");
+        client
+            .execute(&last.replace("?1", "$1"), &[&b"x".to_vec()])
+            .await
+            .expect("old event");
+    }
+
+    let s = db.open().await;
+    let before_migration = 1_700_000_000.0;
+    for slug in ["legacy", "other"] {
+        let p = s.project_by_slug("old", slug).await.must("old project");
+        let rules = s.alert_rules(p.id).await.must("rules");
+        let summary: Vec<(&str, &str, i64, &Value, &Value)> = rules
+            .iter()
+            .map(|r| {
+                (
+                    r.name.as_str(),
+                    r.trigger.as_str(),
+                    r.interval_minutes,
+                    &r.filters,
+                    &r.actions,
+                )
+            })
+            .collect();
+        let members = json!([{"type": "email", "to": ["members"]}]);
+        assert_eq!(
+            summary,
+            vec![
+                (
+                    "Notify members of new issues",
+                    "new_issue",
+                    60,
+                    &json!({}),
+                    &members
+                ),
+                (
+                    "Notify members of regressions",
+                    "regression",
+                    60,
+                    &json!({}),
+                    &members
+                ),
+            ],
+            "{slug}"
+        );
+        assert!(
+            rules
+                .iter()
+                .all(|r| r.date_created > before_migration && r.date_updated == r.date_created),
+            "dated when migrated: {rules:?}"
+        );
+    }
+    let issue = s.issue(1).await.must("old issue");
+    assert_eq!(
+        s.issue_window_counts(issue.id, 0.0).await.must("window"),
+        (1, 0),
+        "old events count, without users"
+    );
+    // New projects get theirs at creation, as before.
+    let p = setup_project(&s, "old", "fresh").await;
+    assert_eq!(s.alert_rules(p.id).await.must("fresh rules").len(), 2);
 }
