@@ -12,6 +12,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use faultline::alerts::channels::SmtpConfig;
 use faultline::alerts::{DeliveryConfig, deliver_due};
 use faultline::config::SmtpTls;
@@ -50,13 +51,9 @@ struct Receiver {
     got: Arc<Mutex<Vec<Received>>>,
 }
 
-/// Answers by path: `/status/NNN` with NNN; `/flaky` 500 the first time then 200; else 200.
-async fn receive(
-    State(r): State<Receiver>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
+/// Answers by path: `/status/NNN` with NNN; `/flaky` 500 the first time then 200;
+/// `/redirect` 302 to `/target`; `/big` 500 with 1 MiB of body; `/slow` 200 after 3 s; else 200.
+async fn receive(State(r): State<Receiver>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let path = uri.path().to_string();
     let seen_before = r
         .got
@@ -75,12 +72,19 @@ async fn receive(
             .parse::<u16>()
             .ok()
             .and_then(|c| StatusCode::from_u16(c).ok())
-            .unwrap_or(StatusCode::OK);
+            .unwrap_or(StatusCode::OK)
+            .into_response();
     }
-    if path == "/flaky" && seen_before == 0 {
-        return StatusCode::INTERNAL_SERVER_ERROR;
+    match path.as_str() {
+        "/flaky" if seen_before == 0 => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        "/redirect" => (StatusCode::FOUND, [("location", "/target")]).into_response(),
+        "/big" => (StatusCode::INTERNAL_SERVER_ERROR, "x".repeat(1 << 20)).into_response(),
+        "/slow" => {
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            StatusCode::OK.into_response()
+        }
+        _ => StatusCode::OK.into_response(),
     }
-    StatusCode::OK
 }
 
 /// A store with project acme/checkout, a few issues, and a webhook receiver on 127.0.0.1.
@@ -682,4 +686,65 @@ async fn two_nodes_deliver_each_alert_once() {
     assert_eq!(env.got().len(), 8, "each alert once: {:?}", env.got());
     assert_eq!(paths.len(), 8);
     assert!(env.notifications().await.iter().all(|n| n.status == "sent"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_not_followed() {
+    let mut env = Env::new().await;
+    env.queue(
+        0,
+        json!({"type": "webhook", "url": format!("{}/redirect", env.base)}),
+    )
+    .await;
+    assert_eq!(env.deliver(&private_ok(), now()).await, 1);
+    let paths: Vec<String> = env.got().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/redirect"], "the redirect must not be followed");
+    let n = &env.notifications().await[0];
+    assert_eq!(n.status, "pending", "{n:?}");
+    assert!(
+        n.last_error.as_deref().unwrap_or("").contains("302"),
+        "{n:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_error_answer_is_cut_short() {
+    let mut env = Env::new().await;
+    env.queue(
+        0,
+        json!({"type": "webhook", "url": format!("{}/big", env.base)}),
+    )
+    .await;
+    assert_eq!(env.deliver(&private_ok(), now()).await, 1);
+    let n = &env.notifications().await[0];
+    let error = n.last_error.as_deref().unwrap_or("");
+    assert!(error.contains("500"), "{n:?}");
+    assert!(
+        error.len() < 1000,
+        "the stored error is bounded: {} bytes",
+        error.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_target_times_out_and_is_retried() {
+    let mut env = Env::new().await;
+    env.queue(
+        0,
+        json!({"type": "webhook", "url": format!("{}/slow", env.base)}),
+    )
+    .await;
+    let cfg = DeliveryConfig {
+        http_timeout: std::time::Duration::from_secs(1),
+        ..private_ok()
+    };
+    let started = std::time::Instant::now();
+    assert_eq!(env.deliver(&cfg, now()).await, 1);
+    assert!(started.elapsed() < std::time::Duration::from_millis(2500));
+    let n = &env.notifications().await[0];
+    assert_eq!(n.status, "pending", "{n:?}");
+    assert!(
+        n.last_error.as_deref().unwrap_or("").contains("timed out"),
+        "{n:?}"
+    );
 }
