@@ -854,8 +854,8 @@ pub trait Store: Send + Sync {
     /// `now` as its last firing and inserts its notifications as pending (`next_attempt = now`).
     /// Returns the (rule_id, issue_id) pairs that fired, in (rule, issue) order. Several nodes
     /// calling it at once for the same pair: exactly one fires it (one upsert with a condition
-    /// on the last firing time, no read-then-write). Firings of rules deleted meanwhile are
-    /// skipped.
+    /// on the last firing time, no read-then-write). Firings whose rule (deleted meanwhile) or
+    /// issue is missing, or not both of `project_id`, are skipped.
     async fn fire_alerts(&self, firings: &[Firing], now: f64) -> StoreResult<Vec<(i64, i64)>>;
     /// Claims up to `limit` pending notifications due at `now` (`next_attempt <= now`) that
     /// nobody holds, or whose claim expired, for `holder` during `lease_seconds`; oldest first.

@@ -1594,8 +1594,9 @@ impl<B: Backend> Store for SqlStore<B> {
                 let won = c
                     .query_opt(
                         "INSERT INTO alert_fired (rule_id, issue_id, last_fired) \
-                         SELECT r.id, CAST(?2 AS BIGINT), CAST(?3 AS DOUBLE PRECISION) \
-                         FROM alert_rules r WHERE r.id = ?1 \
+                         SELECT r.id, i.id, CAST(?3 AS DOUBLE PRECISION) \
+                         FROM alert_rules r JOIN issues i ON i.id = ?2 \
+                         AND i.project_id = r.project_id WHERE r.id = ?1 AND r.project_id = ?5 \
                          ON CONFLICT (rule_id, issue_id) DO UPDATE \
                          SET last_fired = excluded.last_fired \
                          WHERE alert_fired.last_fired < excluded.last_fired - ?4 RETURNING rule_id",
@@ -1603,7 +1604,8 @@ impl<B: Backend> Store for SqlStore<B> {
                             f.rule_id,
                             f.issue_id,
                             now,
-                            (f.interval_minutes.max(0) * 60) as f64
+                            (f.interval_minutes.max(0) * 60) as f64,
+                            f.project_id
                         ],
                     )?
                     .is_some();

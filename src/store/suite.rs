@@ -3627,6 +3627,20 @@ async fn alert_rules_crud_and_defaults(db: &TestDb) {
         .await
         .must("fire a deleted rule");
     assert!(late.is_empty(), "{late:?}");
+    // So are firings of a missing issue, or of a rule for another project's issue.
+    let q_rule = s.alert_rules(q.id).await.must("q's rules")[0].id;
+    let stray = s
+        .fire_alerts(
+            &[
+                firing(&p, defaults[0].id, 999_999, 0, "no issue"),
+                firing(&q, q_rule, issue.id, 0, "q's rule, p's issue"),
+                firing(&q, defaults[0].id, issue.id, 0, "p's rule named as q's"),
+            ],
+            T0 + 9999.0,
+        )
+        .await
+        .must("stray firings");
+    assert!(stray.is_empty(), "{stray:?}");
     assert_eq!(s.notifications(p.id, 10).await.must("still one").len(), 1);
 }
 

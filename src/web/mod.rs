@@ -11,6 +11,7 @@
 //! HTML escaping is on for every `.html` template), no page has inline script or style, and the
 //! Content-Security-Policy forbids both.
 
+pub mod alerts;
 pub mod assets;
 pub mod event_view;
 pub mod home;
@@ -37,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .route("/issues/bulk", post(issues::bulk))
         .merge(issue::routes())
         .merge(settings::routes())
+        .merge(alerts::routes())
         .layer(middleware::from_fn(page::security_headers))
         .merge(assets::routes())
 }
