@@ -748,3 +748,28 @@ async fn a_slow_target_times_out_and_is_retried() {
         "{n:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_is_required_when_configured() {
+    let sink = SmtpSink::start();
+    let mut env = Env::new().await;
+    env.queue(0, json!({"type": "email", "to": ["ops@example.com"]}))
+        .await;
+    env.queue(1, json!({"type": "email", "to": ["dev@example.com"]}))
+        .await;
+    // The sink speaks plain SMTP only: neither STARTTLS nor TLS may fall back to plain text.
+    let mut cfg = smtp(&sink);
+    for (round, tls) in [SmtpTls::Starttls, SmtpTls::Tls].into_iter().enumerate() {
+        if let Some(s) = cfg.smtp.as_mut() {
+            s.tls = tls;
+        }
+        assert_eq!(env.deliver(&cfg, now() + 31.0 * round as f64).await, 2);
+        assert!(sink.messages().is_empty(), "{:?}", sink.messages());
+        for n in env.notifications().await {
+            assert_eq!(n.status, "pending", "{tls:?}: {n:?}");
+            assert_eq!(n.attempts, round as i64 + 1);
+            let error = n.last_error.unwrap_or_default();
+            assert!(error.starts_with("SMTP 127.0.0.1:"), "{tls:?}: {error}");
+        }
+    }
+}
