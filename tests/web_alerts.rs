@@ -393,3 +393,46 @@ fn members_read_but_cannot_change_and_strangers_log_in() {
         .get("/organizations/nope/projects/none/alerts/")
         .expect(404);
 }
+
+#[test]
+fn the_alerts_page_works_in_a_browser() {
+    let server = Server::start_with(&["--allow-private-webhooks"]);
+    let hooks = Receiver::start();
+    an_issue(&server, "seen in a browser");
+    let shot = common::ui::screenshot_dir().join("project-alerts.png");
+    let mut browser = common::ui::Browser::new("project-alerts");
+    browser
+        .goto(&format!(
+            "{}/login?next=/organizations/{ORG}/projects/{PROJECT}/settings/",
+            server.url
+        ))
+        .submit_login(common::EMAIL, common::PASSWORD)
+        .snapshot("settings")
+        .click("#alerts a[href=\"../alerts/\"]")
+        .snapshot("alerts")
+        .fill("#new-rule input[name=name]", "Browser hook")
+        .fill("#new-rule input[name=threshold]", "3")
+        .fill("#new-rule input[name=webhook_url]", &hooks.url)
+        .fill("#new-rule input[name=webhook_secret]", "hidden-secret")
+        .click("#new-rule [type=submit]")
+        .snapshot("created")
+        .click(".alert-rule:last-of-type form[action$=\"/test\"] button")
+        .snapshot_with_screenshot("tested", &shot);
+    let pages = browser.run();
+    for name in ["settings", "alerts", "created", "tested"] {
+        pages.get(name).assert_no_problems();
+    }
+    let created = pages.get("created");
+    created.assert_text("The alert rule was created.", "the notice after creating");
+    created.assert_text("Browser hook", "the new rule is listed");
+    created.assert_text("a new issue", "the new issue trigger in words");
+    assert!(
+        !created.text().contains("hidden-secret"),
+        "{}",
+        created.describe()
+    );
+    pages
+        .get("tested")
+        .assert_text("A test notification was queued", "the notice after a test");
+    hooks.wait("the browser's test", |h| !h.is_empty());
+}
