@@ -229,6 +229,38 @@ fn an_admin_creates_tests_and_deletes_a_webhook_rule() {
     );
     assert!(row.contains(">test<"), "{row}");
 
+    // Names are escaped; deleting asks first.
+    post_ok(
+        &admin,
+        &format!("{}rules", alerts_path()),
+        &[
+            ("csrf", &csrf),
+            ("name", "<script>alert(1)</script>"),
+            ("trigger", "spike"),
+            ("threshold", "20"),
+            ("factor", "2.5"),
+            ("email_to", "members, ops@example.com"),
+        ],
+    );
+    let body = admin.get(&alerts_path()).expect(200).to_string();
+    assert!(!body.contains("<script>alert(1)"), "{body}");
+    assert!(
+        body.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "{body}"
+    );
+    assert!(
+        body.contains("a spike: 2.5× the usual rate and at least 20 events"),
+        "{body}"
+    );
+    assert!(
+        body.contains("E-mail: the project&#39;s members, ops@example.com"),
+        "{body}"
+    );
+    assert!(
+        body.contains("data-confirm=\"Delete the alert rule Hook it?"),
+        "{body}"
+    );
+
     // Deleting removes the rule; its notification stays listed.
     post_ok(
         &admin,
