@@ -551,6 +551,11 @@ async fn email_goes_through_a_real_smtp_server() {
         .create_user("member@example.com", "x", true)
         .await
         .unwrap();
+    // An account whose e-mail is no address does not stop the others' alert.
+    env.store
+        .create_user("not an address", "x", true)
+        .await
+        .unwrap();
     env.queue(
         3,
         json!({"type": "email", "to": ["oncall@example.com", "members"]}),

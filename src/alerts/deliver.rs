@@ -266,7 +266,8 @@ async fn send(
                 let payloads: Vec<&Value> = g.notifications.iter().map(|n| &n.payload).collect();
                 message::webhook_digest_body(&payloads, &sent_at)
             } else {
-                message::webhook_body(&g.notifications[0].payload, &sent_at)
+                let payload = g.notifications.first().map(|n| &n.payload);
+                message::webhook_body(payload.unwrap_or(&Value::Null), &sent_at)
             };
             channels::send_webhook(
                 url,
@@ -291,7 +292,14 @@ async fn send(
                     let members = store.project_members(g.project_id).await.map_err(|e| {
                         SendError::Retry(format!("cannot read the project's members: {e}"))
                     })?;
-                    recipients.extend(members.into_iter().map(|u| u.email));
+                    // An account whose e-mail is not a valid address must not keep the
+                    // others from getting the alert.
+                    recipients.extend(
+                        members
+                            .into_iter()
+                            .map(|u| u.email)
+                            .filter(|e| e.parse::<lettre::Address>().is_ok()),
+                    );
                 } else {
                     recipients.push(t.clone());
                 }
