@@ -574,6 +574,13 @@ async fn email_goes_through_a_real_smtp_server() {
     assert_eq!(rcpt, ["member@example.com", "oncall@example.com"]);
     assert_eq!(mail["mail_from"], "faultline@faultline.example");
     assert_eq!(mail["content_type"], "multipart/alternative");
+    assert!(
+        mail["raw"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Auto-Submitted: auto-generated"),
+        "{mail}"
+    );
     assert_eq!(
         mail["subject"],
         "[acme/checkout] New issue: TypeError: <script>alert(3)</script> & more"

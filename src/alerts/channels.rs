@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
+use lettre::message::header::{HeaderName as MailHeaderName, HeaderValue as MailHeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
@@ -124,9 +125,15 @@ pub async fn send_email(
             smtp.from
         ))
     })?;
+    // RFC 3834: an automatic message, so that vacation responders do not answer it.
+    let auto = MailHeaderValue::new(
+        MailHeaderName::new_from_ascii_str("Auto-Submitted"),
+        "auto-generated".to_string(),
+    );
     let mut builder = Message::builder()
         .from(from)
-        .subject(rendered.subject.clone());
+        .subject(rendered.subject.clone())
+        .raw_header(auto);
     for address in to {
         let mailbox: Mailbox = address
             .parse()
