@@ -857,6 +857,9 @@ pub trait Store: Send + Sync {
     /// on the last firing time, no read-then-write). Firings whose rule (deleted meanwhile) or
     /// issue is missing, or not both of `project_id`, are skipped.
     async fn fire_alerts(&self, firings: &[Firing], now: f64) -> StoreResult<Vec<(i64, i64)>>;
+    /// Queues a firing's notifications now, without recording a firing (a "send a test" from
+    /// the UI must not hold back the rule's next real alert for that issue).
+    async fn queue_notifications(&self, firing: &Firing, now: f64) -> StoreResult<()>;
     /// Claims up to `limit` pending notifications due at `now` (`next_attempt <= now`) that
     /// nobody holds, or whose claim expired, for `holder` during `lease_seconds`; oldest first.
     /// Two nodes never claim the same row (PostgreSQL: `FOR UPDATE SKIP LOCKED`).

@@ -1612,26 +1612,18 @@ impl<B: Backend> Store for SqlStore<B> {
                 if !won {
                     continue;
                 }
-                for n in &f.notifications {
-                    c.execute(
-                        "INSERT INTO notifications (rule_id, project_id, issue_id, action, \
-                         payload, status, attempts, next_attempt, date_created) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)",
-                        &sql_params![
-                            f.rule_id,
-                            f.project_id,
-                            f.issue_id,
-                            n.action.to_string(),
-                            n.payload.to_string(),
-                            now
-                        ],
-                    )?;
-                }
+                insert_notifications(c, f, now)?;
                 fired.push((f.rule_id, f.issue_id));
             }
             Ok(fired)
         })
         .await
+    }
+
+    async fn queue_notifications(&self, firing: &Firing, now: f64) -> StoreResult<()> {
+        let firing = firing.clone();
+        self.write(move |c| insert_notifications(c, &firing, now))
+            .await
     }
 
     async fn claim_notifications(
@@ -2002,6 +1994,26 @@ struct IssueDelta {
 /// Counters are aggregated in memory first and written once per row, in key order: a batch of
 /// a thousand events touches each counter row once, and two nodes writing the same rows take
 /// their locks in the same order (no deadlocks on PostgreSQL).
+/// Adds a firing's notifications to the outbox, pending and due at `now`.
+fn insert_notifications(c: &mut dyn Conn, f: &Firing, now: f64) -> StoreResult<()> {
+    for n in &f.notifications {
+        c.execute(
+            "INSERT INTO notifications (rule_id, project_id, issue_id, action, \
+             payload, status, attempts, next_attempt, date_created) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)",
+            &sql_params![
+                f.rule_id,
+                f.project_id,
+                f.issue_id,
+                n.action.to_string(),
+                n.payload.to_string(),
+                now
+            ],
+        )?;
+    }
+    Ok(())
+}
+
 fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult> {
     let mut result = DigestResult::default();
     let mut issue_of_hash: HashMap<(i64, &str), (i64, Known)> = HashMap::new();

@@ -10,8 +10,9 @@
 //! - `POST …/alerts/rules/{id}/delete`: deletes a rule (its notifications stay).
 //! - `POST …/alerts/rules/{id}/test`: "Send a test": queues one notification per action of the
 //!   rule now, about the project's most recently seen issue, with the evaluator's payload
-//!   (marked as a test), through [`crate::store::Store::fire_alerts`] with a zero interval so it
-//!   always fires. Delivery then runs as for any alert, and its outcome shows on this page.
+//!   (marked as a test), through [`crate::store::Store::queue_notifications`], which does not
+//!   count as a firing (the rule's next real alert is not held back). Delivery then runs as for
+//!   any alert, and its outcome shows on this page.
 //!
 //! Anyone who can see the project reads the page; superusers and the organization's owners and
 //! admins see the forms, and the others get 403 on every change (as on the settings page).
@@ -612,14 +613,14 @@ async fn test_rule(
         .collect();
     state
         .store
-        .fire_alerts(
-            &[Firing {
+        .queue_notifications(
+            &Firing {
                 rule_id: rule.id,
                 project_id: project.id,
                 issue_id: issue.id,
                 interval_minutes: 0,
                 notifications,
-            }],
+            },
             now,
         )
         .await?;
