@@ -261,6 +261,15 @@ pub struct AlertArgs {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub allow_private_webhooks: bool,
+    /// First delay before retrying a failed alert delivery (seconds); doubles with each
+    /// attempt, at most 1 h apart.
+    #[arg(
+        long,
+        env = "FAULTLINE_ALERT_RETRY_BASE_SECONDS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u16).range(1..=3600)
+    )]
+    pub alert_retry_base_seconds: u16,
 }
 
 impl Default for AlertArgs {

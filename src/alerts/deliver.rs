@@ -30,7 +30,7 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(20);
 pub const START_BUDGET: Duration = Duration::from_secs(30);
 /// A group larger than this (same project, same target) is sent as one digest.
 pub const DIGEST_THRESHOLD: usize = 3;
-/// First retry delay; doubles with each attempt…
+/// First retry delay by default (`--alert-retry-base-seconds`); doubles with each attempt…
 pub const FIRST_RETRY_SECONDS: f64 = 30.0;
 /// …up to this between two attempts…
 pub const MAX_RETRY_SECONDS: f64 = 3600.0;
@@ -50,6 +50,8 @@ pub struct DeliveryConfig {
     pub poll_interval: Duration,
     /// Groups sent at the same time.
     pub concurrency: usize,
+    /// First retry delay after a failed send (seconds); doubles with each attempt.
+    pub retry_base_seconds: f64,
 }
 
 impl Default for DeliveryConfig {
@@ -60,6 +62,7 @@ impl Default for DeliveryConfig {
             http_timeout: Duration::from_secs(10),
             poll_interval: Duration::from_millis(500),
             concurrency: 8,
+            retry_base_seconds: FIRST_RETRY_SECONDS,
         }
     }
 }
@@ -70,6 +73,7 @@ impl DeliveryConfig {
         DeliveryConfig {
             smtp: SmtpConfig::from_args(args, public_url),
             allow_private: args.allow_private_webhooks,
+            retry_base_seconds: f64::from(args.alert_retry_base_seconds.max(1)),
             ..DeliveryConfig::default()
         }
     }
@@ -209,20 +213,26 @@ pub fn group(notifications: Vec<Notification>) -> (Vec<Group>, Vec<(Notification
     (groups, bad)
 }
 
-/// Seconds to wait after a failed attempt, given the attempts made before it: 30 s, 1 min,
-/// 2 min, 4 min, … at most 1 h.
-pub fn retry_delay(previous_attempts: i64) -> f64 {
+/// Seconds to wait after a failed attempt, given the first delay `base` and the attempts made
+/// before it: with the default 30 s, 30 s, 1 min, 2 min, 4 min, … at most 1 h.
+pub fn retry_delay(base: f64, previous_attempts: i64) -> f64 {
     let exp = previous_attempts.clamp(0, 20) as i32;
-    (FIRST_RETRY_SECONDS * 2f64.powi(exp)).min(MAX_RETRY_SECONDS)
+    (base.max(1.0) * 2f64.powi(exp)).min(MAX_RETRY_SECONDS)
 }
 
-/// What to record for `n` after a send ended with `result` at `now`.
-pub fn outcome(n: &Notification, result: &Result<(), SendError>, now: f64) -> Delivery {
+/// What to record for `n` after a send ended with `result` at `now`; a retry waits
+/// [`retry_delay`] from `retry_base` seconds.
+pub fn outcome(
+    n: &Notification,
+    result: &Result<(), SendError>,
+    now: f64,
+    retry_base: f64,
+) -> Delivery {
     match result {
         Ok(()) => Delivery::Sent,
         Err(SendError::Permanent(e)) => Delivery::Failed { error: e.clone() },
         Err(SendError::Retry(e)) => {
-            let next = now + retry_delay(n.attempts);
+            let next = now + retry_delay(retry_base, n.attempts);
             if next > n.date_created + GIVE_UP_AFTER_SECONDS {
                 Delivery::Failed {
                     error: format!(
@@ -400,7 +410,7 @@ pub async fn deliver_due(
                 });
             let mut done = 0;
             for n in &g.notifications {
-                let delivery = outcome(n, &result, now);
+                let delivery = outcome(n, &result, now, cfg.retry_base_seconds);
                 done += usize::from(finish(store, n, &delivery, now).await);
             }
             done
@@ -447,15 +457,24 @@ mod tests {
 
     #[test]
     fn backoff_schedule() {
-        let delays: Vec<f64> = (0..10).map(retry_delay).collect();
+        let delays: Vec<f64> = (0..10)
+            .map(|a| retry_delay(FIRST_RETRY_SECONDS, a))
+            .collect();
         assert_eq!(
             delays,
             [
                 30.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 3600.0, 3600.0, 3600.0
             ]
         );
-        assert_eq!(retry_delay(1000), 3600.0);
-        assert_eq!(retry_delay(-5), 30.0);
+        assert_eq!(retry_delay(FIRST_RETRY_SECONDS, 1000), 3600.0);
+        assert_eq!(retry_delay(FIRST_RETRY_SECONDS, -5), 30.0);
+        // A shorter first delay (`--alert-retry-base-seconds 1`) doubles the same way.
+        let fast: Vec<f64> = (0..4).map(|a| retry_delay(1.0, a)).collect();
+        assert_eq!(fast, [1.0, 2.0, 4.0, 8.0]);
+        assert_eq!(retry_delay(1.0, 1000), 3600.0);
+        assert_eq!(retry_delay(0.0, 0), 1.0, "at least one second");
+        let defaults = DeliveryConfig::from_args(&AlertArgs::default(), "http://f.example");
+        assert_eq!(defaults.retry_base_seconds, 30.0);
     }
 
     #[test]
@@ -463,7 +482,7 @@ mod tests {
         let mut x = n(1, 1, json!({}));
         x.date_created = 0.0;
         let retry = Err(SendError::Retry("HTTP 500".into()));
-        match outcome(&x, &retry, 100.0) {
+        match outcome(&x, &retry, 100.0, FIRST_RETRY_SECONDS) {
             Delivery::Retry {
                 next_attempt,
                 error,
@@ -473,16 +492,25 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // A shorter first delay (`--alert-retry-base-seconds 5`), after two attempts: 5 × 2².
+        x.attempts = 2;
+        match outcome(&x, &retry, 100.0, 5.0) {
+            Delivery::Retry { next_attempt, .. } => assert_eq!(next_attempt, 120.0),
+            other => panic!("{other:?}"),
+        }
         x.attempts = 30;
-        match outcome(&x, &retry, 86000.0) {
+        match outcome(&x, &retry, 86000.0, FIRST_RETRY_SECONDS) {
             Delivery::Failed { error } => assert!(error.contains("gave up"), "{error}"),
             other => panic!("{other:?}"),
         }
         let perm = Err(SendError::Permanent("HTTP 404".into()));
         assert!(
-            matches!(outcome(&x, &perm, 1.0), Delivery::Failed { error } if error == "HTTP 404")
+            matches!(outcome(&x, &perm, 1.0, FIRST_RETRY_SECONDS), Delivery::Failed { error } if error == "HTTP 404")
         );
-        assert!(matches!(outcome(&x, &Ok(()), 1.0), Delivery::Sent));
+        assert!(matches!(
+            outcome(&x, &Ok(()), 1.0, FIRST_RETRY_SECONDS),
+            Delivery::Sent
+        ));
     }
 
     #[test]

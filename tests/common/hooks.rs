@@ -1,10 +1,12 @@
 //! A webhook endpoint for the end-to-end tests: listens on 127.0.0.1, answers 200 and keeps
-//! every request it receives.
+//! every request it receives — or, started down ([`Receiver::start_down`]), answers 503 and
+//! only counts them until [`Receiver::set_up`].
 
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,10 +36,36 @@ impl Hook {
 pub struct Receiver {
     pub url: String,
     pub got: Arc<Mutex<Vec<Hook>>>,
+    /// Answering 200 (and keeping requests) when set, 503 otherwise.
+    up: Arc<AtomicBool>,
+    /// Requests answered 503.
+    refused: Arc<AtomicUsize>,
 }
 
 impl Receiver {
     pub fn start() -> Receiver {
+        Receiver::start_with(true)
+    }
+
+    /// A receiver that answers 503 (keeping nothing) until [`Receiver::set_up`].
+    pub fn start_down() -> Receiver {
+        Receiver::start_with(false)
+    }
+
+    /// From now on, answers 200 and keeps what it receives.
+    pub fn set_up(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+
+    /// How many requests were answered 503 so far.
+    pub fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
+    }
+
+    fn start_with(up: bool) -> Receiver {
+        let up = Arc::new(AtomicBool::new(up));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let (is_up, refusals) = (up.clone(), refused.clone());
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let got = Arc::new(Mutex::new(Vec::new()));
@@ -68,14 +96,27 @@ impl Receiver {
                 if reader.read_exact(&mut body).is_err() {
                     continue;
                 }
-                keep.lock().unwrap().push(Hook { headers, body });
                 let mut stream = reader.into_inner();
+                if !is_up.load(Ordering::SeqCst) {
+                    refusals.fetch_add(1, Ordering::SeqCst);
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\
+                          Connection: close\r\n\r\ndown",
+                    );
+                    continue;
+                }
+                keep.lock().unwrap().push(Hook { headers, body });
                 let _ = stream.write_all(
                     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
                 );
             }
         });
-        Receiver { url, got }
+        Receiver {
+            url,
+            got,
+            up,
+            refused,
+        }
     }
 
     /// Waits until `pred` holds for the hooks received so far.
