@@ -96,12 +96,16 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> 
         rate_limiter: Arc::new(RateLimiter::default()),
         trusted_proxies: Arc::new(args.trusted_proxies.clone()),
     };
+    let wake_delivery = Arc::new(tokio::sync::Notify::new());
     let digest = tokio::spawn(worker::run(worker::Worker {
         store: store.clone(),
         spool: spool.clone(),
         node_id: node.clone(),
         limits: state.limits.clone(),
-        alerts: Arc::new(crate::alerts::evaluate::Evaluator::new(&state.public_url)),
+        alerts: Arc::new(crate::alerts::evaluate::Evaluator::with_wake(
+            &state.public_url,
+            wake_delivery.clone(),
+        )),
     }));
     let delivery = tokio::spawn(crate::alerts::deliver::run(
         store.clone(),
@@ -110,6 +114,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> 
             &state.public_url,
         )),
         node.clone(),
+        wake_delivery,
     ));
     let rate_sync = tokio::spawn(crate::ingest::ratelimit::sync_loop(
         state.rate_limiter.clone(),

@@ -423,12 +423,20 @@ pub async fn deliver_due(
 
 /// Runs delivery rounds for ever (every [`DeliveryConfig::poll_interval`], or at once again
 /// after a full round).
-pub async fn run(store: Arc<dyn Store>, cfg: Arc<DeliveryConfig>, node_id: String) {
+///
+/// `wake` is notified when this node queues notifications, so they go out at once instead of
+/// at the next poll (other nodes' notifications are found by polling).
+pub async fn run(
+    store: Arc<dyn Store>,
+    cfg: Arc<DeliveryConfig>,
+    node_id: String,
+    wake: Arc<tokio::sync::Notify>,
+) {
     loop {
         let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
         let done = deliver_due(store.as_ref(), &cfg, &node_id, now).await;
         if done < CLAIM_LIMIT as usize {
-            tokio::time::sleep(cfg.poll_interval).await;
+            let _ = tokio::time::timeout(cfg.poll_interval, wake.notified()).await;
         }
     }
 }

@@ -6,10 +6,11 @@
 //! [`Store::fire_alerts`], which lets exactly one node fire a rule for an issue per interval.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 
 use crate::store::{
     AlertRule, DigestBatch, DigestResult, Firing, Issue, NewEvent, NewNotification, Project, Store,
@@ -26,6 +27,8 @@ const DEFAULT_SPIKE_FACTOR: f64 = 3.0;
 /// Evaluates rules; caches each project's rules and projects for a few seconds (per node).
 pub struct Evaluator {
     public_url: String,
+    /// Wakes this node's delivery loop when notifications were queued.
+    wake: Arc<Notify>,
     cache: Mutex<HashMap<i64, CachedRules>>,
 }
 
@@ -44,7 +47,13 @@ enum Change {
 
 impl Evaluator {
     pub fn new(public_url: &str) -> Evaluator {
+        Evaluator::with_wake(public_url, Arc::new(Notify::new()))
+    }
+
+    /// An evaluator that notifies `wake` whenever it queues notifications.
+    pub fn with_wake(public_url: &str, wake: Arc<Notify>) -> Evaluator {
         Evaluator {
+            wake,
             public_url: public_url.trim_end_matches('/').to_string(),
             cache: Mutex::new(HashMap::new()),
         }
@@ -155,7 +164,11 @@ impl Evaluator {
         if firings.is_empty() {
             return Ok(0);
         }
-        Ok(store.fire_alerts(&firings, now).await?.len())
+        let fired = store.fire_alerts(&firings, now).await?.len();
+        if fired > 0 {
+            self.wake.notify_one();
+        }
+        Ok(fired)
     }
 
     /// The notification content: everything needed to act without opening Faultline first.

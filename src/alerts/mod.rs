@@ -22,6 +22,7 @@
 //!     store.clone(),
 //!     Arc::new(crate::alerts::DeliveryConfig::from_args(&args.alerts, &public_url)),
 //!     node.clone(),
+//!     wake, // the `Notify` the node's evaluator wakes when it queues notifications
 //! ));
 //! ```
 //!
