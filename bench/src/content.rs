@@ -1279,6 +1279,18 @@ impl Corpus {
     }
 }
 
+/// The payload of an event that opens a brand-new issue: a realistic event shaped like group
+/// `n % groups.len()`, with `fingerprint: [tag]` (so it groups alone) and the tag appended to the
+/// exception value (so the issue titles differ), without `event_id`.
+pub fn new_issue_event(groups: &[Group], n: usize, tag: &str, r: &mut Rng, ts: i64) -> Value {
+    let mut ev = make_event(&groups[n % groups.len()], r, ts);
+    ev["fingerprint"] = json!([tag]);
+    if let Some(v) = ev["exception"]["values"][0]["value"].as_str() {
+        ev["exception"]["values"][0]["value"] = json!(format!("{v} [{tag}]"));
+    }
+    ev
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

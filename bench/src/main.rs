@@ -6,10 +6,12 @@
 //!     faultline-bench run-all --faultline target/release/faultline
 //!     faultline-bench sample          # body sizes and one decompressed envelope
 //!     faultline-bench ui --faultline target/release/faultline [--issues 10000 --events 1000000]
+//!     faultline-bench alerts --faultline target/release/faultline [--new-issues 1000]
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod alerts;
 mod content;
 mod load;
 mod null_server;
@@ -61,6 +63,8 @@ enum Cmd {
     /// list, issue page and home page (Server-Timing and client latency) against a nearly-empty
     /// baseline.
     Ui(ui::UiArgs),
+    /// Alert latency: SDK acknowledgement → webhook arrival for new issues under background load.
+    Alerts(alerts::AlertsArgs),
 }
 
 #[derive(Args, Clone, Debug)]
@@ -146,6 +150,7 @@ fn main() -> anyhow::Result<()> {
         Some(Cmd::RunAll(a)) => rt.block_on(runall::run(a)),
         Some(Cmd::Sample(c)) => sample(&c),
         Some(Cmd::Ui(a)) => rt.block_on(ui::run(a)),
+        Some(Cmd::Alerts(a)) => rt.block_on(alerts::run(a)),
         Some(Cmd::Load(l)) => rt.block_on(load_cmd(l)),
         None => rt.block_on(load_cmd(cli.load)),
     }

@@ -211,6 +211,15 @@ pub(crate) const BENCH_PASSWORD: &str = "benchpass123";
 /// Starts `faultline serve --listen 127.0.0.1:0 --data-dir DIR` (creating DIR), its stderr in
 /// `DIR/server-stderr.log`, and waits until it prints the address it listens on.
 pub(crate) fn start_faultline(faultline: &Path, data_dir: &Path) -> anyhow::Result<Server> {
+    start_faultline_with(faultline, data_dir, &[])
+}
+
+/// [`start_faultline`] with extra `serve` arguments (e.g. `--allow-private-webhooks`).
+pub(crate) fn start_faultline_with(
+    faultline: &Path,
+    data_dir: &Path,
+    extra: &[&str],
+) -> anyhow::Result<Server> {
     std::fs::create_dir_all(data_dir)?;
     let data = data_dir.to_str().context("data dir path is not UTF-8")?;
     let log_path = data_dir.join("server-stderr.log");
@@ -221,6 +230,7 @@ pub(crate) fn start_faultline(faultline: &Path, data_dir: &Path) -> anyhow::Resu
     );
     let mut c = Command::new(faultline);
     c.args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data])
+        .args(extra)
         .env("NO_COLOR", "1")
         .stderr(std::fs::File::create(&log_path)?);
     let t_spawn = Instant::now();
