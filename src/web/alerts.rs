@@ -32,7 +32,7 @@ use crate::store::{
 
 use super::page::{Layout, WebError, WebResult, render};
 use super::session::{Viewer, now};
-use super::settings::{Fields, back, path_id, project_settings_url};
+use super::settings::{Fields, back, path_id, project_settings_url, project_to_change};
 use super::view::{ago, iso};
 
 /// How many notifications the page lists.
@@ -376,25 +376,6 @@ fn notification_row(project: &Project, n: &Notification, now: f64) -> Notificati
 }
 
 // --- changes ---
-
-/// The project of an alerts form, after the CSRF check; 404 when not visible, 403 unless the
-/// user administers its organization (the settings page's rule).
-async fn project_to_change(
-    state: &AppState,
-    viewer: &Viewer,
-    form: &Fields,
-    org: &str,
-    slug: &str,
-) -> WebResult<Project> {
-    form.check_csrf(viewer)?;
-    let project = viewer.project(state, org, slug).await?;
-    if !viewer.is_org_admin(state, project.org_id).await? {
-        return Err(WebError::Forbidden(
-            "Only the organization's owners and admins can change alert rules.".into(),
-        ));
-    }
-    Ok(project)
-}
 
 fn alerts_back(project: &Project, notice: &str, anchor: &str) -> Response {
     back(&format!(

@@ -24,7 +24,7 @@ use crate::api::projects::dsn;
 use crate::cli::{hash_password, new_token, random_hex};
 use crate::http::extract::token_hash;
 use crate::server::AppState;
-use crate::store::{Project, StoreError};
+use crate::store::{Project, ProjectKey, StoreError};
 
 use super::page::{Layout, WebError, WebResult, render};
 use super::session::{self, Viewer, now};
@@ -587,9 +587,9 @@ async fn project_settings(
     })
 }
 
-/// The project of a settings form, after the CSRF check; 404 when not visible, 403 unless the
-/// user administers its organization.
-async fn project_to_change(
+/// The project of a settings or alerts form, after the CSRF check; 404 when not visible, 403
+/// unless the user administers its organization.
+pub async fn project_to_change(
     state: &AppState,
     viewer: &Viewer,
     form: &Fields,
@@ -600,7 +600,7 @@ async fn project_to_change(
     let project = viewer.project(state, org, slug).await?;
     if !viewer.is_org_admin(state, project.org_id).await? {
         return Err(WebError::Forbidden(
-            "Only the organization's owners and admins can change its projects.".into(),
+            "Only the organization's owners and admins can change its projects' settings.".into(),
         ));
     }
     Ok(project)
@@ -611,6 +611,26 @@ fn settings_back(project: &Project, notice: &str, anchor: &str) -> Response {
         "{}?notice={notice}#{anchor}",
         project_settings_url(&project.org_slug, &project.slug)
     ))
+}
+
+/// A DSN key of the project; "not found" for another project's key.
+async fn project_key(state: &AppState, project: &Project, id: i64) -> WebResult<ProjectKey> {
+    state
+        .store
+        .keys(project.id)
+        .await?
+        .into_iter()
+        .find(|k| k.id == id)
+        .ok_or(WebError::NotFound)
+}
+
+fn check_key_label(label: &str) -> WebResult<()> {
+    if label.chars().count() > 64 {
+        return Err(WebError::BadRequest(
+            "A key's label has at most 64 characters.".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// `POST …/settings/keys`: a new DSN key with a `label`.
@@ -625,11 +645,7 @@ async fn create_key(
         "" => "Default",
         l => l,
     };
-    if label.chars().count() > 64 {
-        return Err(WebError::BadRequest(
-            "A key's label has at most 64 characters.".into(),
-        ));
-    }
+    check_key_label(label)?;
     state
         .store
         .create_key(project.id, &random_hex(16), label)
@@ -648,13 +664,7 @@ async fn update_key(
 ) -> WebResult {
     let project = project_to_change(&state, &viewer, &form, &org, &slug).await?;
     let id = path_id(&id)?;
-    let key = state
-        .store
-        .keys(project.id)
-        .await?
-        .into_iter()
-        .find(|k| k.id == id)
-        .ok_or(WebError::NotFound)?;
+    let key = project_key(&state, &project, id).await?;
     let active = matches!(form.get("active"), "on" | "1" | "true" | "yes");
     let count = optional_number(&form, "rate_limit_count", "The rate limit", 0)?;
     let window = optional_number(&form, "rate_limit_window", "The rate limit window", 1)?;
@@ -663,11 +673,7 @@ async fn update_key(
         Some(l) if !l.is_empty() => l.to_string(),
         _ => key.label.clone(),
     };
-    if label.chars().count() > 64 {
-        return Err(WebError::BadRequest(
-            "A key's label has at most 64 characters.".into(),
-        ));
-    }
+    check_key_label(&label)?;
     state
         .store
         .update_key(key.id, &label, active, rate_limit)
@@ -685,13 +691,7 @@ async fn delete_key(
 ) -> WebResult {
     let project = project_to_change(&state, &viewer, &form, &org, &slug).await?;
     let id = path_id(&id)?;
-    let key = state
-        .store
-        .keys(project.id)
-        .await?
-        .into_iter()
-        .find(|k| k.id == id)
-        .ok_or(WebError::NotFound)?;
+    let key = project_key(&state, &project, id).await?;
     state.store.delete_key(project.id, key.id).await?;
     state.keys.forget(&key.public_key);
     Ok(settings_back(&project, "key-revoked", "keys"))
