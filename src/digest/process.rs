@@ -384,9 +384,13 @@ thread_local! {
 
 /// The stored form of an event's JSON: a zstd frame (read back with `zstd::decode_all`).
 fn compress(json: &[u8]) -> Vec<u8> {
-    COMPRESSOR
+    let mut out = COMPRESSOR
         .with(|c| c.borrow_mut().as_mut().and_then(|c| c.compress(json).ok()))
-        .unwrap_or_else(|| zstd::encode_all(json, 1).unwrap_or_default())
+        .unwrap_or_else(|| zstd::encode_all(json, 1).unwrap_or_default());
+    // The compressor allocates for the worst case (larger than the input); a batch holds
+    // hundreds of these until it is stored, so give the spare room back.
+    out.shrink_to_fit();
+    out
 }
 
 fn hour_of(ts: f64) -> i64 {
