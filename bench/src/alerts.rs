@@ -787,7 +787,7 @@ pub async fn run(a: AlertsArgs) -> anyhow::Result<()> {
     let mut notes = vec![
         format!(
             "rules of the project: {}; the two defaults e-mail members, which fails at once \
-             without SMTP (a WARN `e-mail is not configured` per notification) and \
+             without SMTP (marked failed on the Alerts page, logged once at start-up) and \
              does not touch the webhook",
             rule_names.join("; ")
         ),

@@ -346,6 +346,14 @@ async fn finish(store: &dyn Store, n: &Notification, delivery: &Delivery, now: f
             retry_in = next_attempt - now,
             "alert delivery failed; will retry"
         ),
+        // Without SMTP every e-mail alert ends here; that is said once at start-up, and the
+        // failure is on the project's Alerts page, so it is not a warning each time.
+        Delivery::Failed { error } if error == channels::EMAIL_NOT_CONFIGURED => tracing::debug!(
+            notification = n.id,
+            project = n.project_id,
+            %error,
+            "e-mail alert not sent"
+        ),
         Delivery::Failed { error } => tracing::warn!(
             notification = n.id,
             project = n.project_id,
@@ -432,6 +440,12 @@ pub async fn run(
     node_id: String,
     wake: Arc<tokio::sync::Notify>,
 ) {
+    if cfg.smtp.is_none() {
+        tracing::info!(
+            "e-mail alerts are not sent: set FAULTLINE_SMTP_HOST to send them \
+             (webhook and Slack alerts work without it)"
+        );
+    }
     loop {
         let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
         let done = deliver_due(store.as_ref(), &cfg, &node_id, now).await;
