@@ -82,8 +82,13 @@ pub fn parse(bytes: &[u8], limits: &BundleLimits) -> Result<Bundle, BundleError>
         }
         None => bytes,
     };
-    let mut archive =
-        zip::ZipArchive::new(Cursor::new(zip_bytes)).map_err(|e| BundleError::Zip(e.to_string()))?;
+    // sentry-cli writes the ZIP after the header, with offsets counted from the start of the
+    // file; other writers count from the ZIP itself. Try both.
+    let mut archive = match zip::ZipArchive::new(Cursor::new(bytes)) {
+        Ok(a) => a,
+        Err(_) => zip::ZipArchive::new(Cursor::new(zip_bytes))
+            .map_err(|e| BundleError::Zip(e.to_string()))?,
+    };
     if archive.len() > limits.max_files + 1 {
         return Err(BundleError::TooManyFiles(limits.max_files));
     }

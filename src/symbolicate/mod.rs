@@ -446,9 +446,13 @@ fn debug_ids(event: &Value) -> HashMap<String, String> {
     out
 }
 
-/// A frame's file, line and column (1-based) when it can be looked up in a map.
+/// A frame's file (`abs_path`, else `filename`), line and column (1-based) when it can be
+/// looked up in a map.
 fn position(frame: &Value) -> Option<(String, u64, u64)> {
-    let abs_path = frame.get("abs_path").and_then(Value::as_str)?;
+    // Browser SDKs send the script's URL as `filename` only.
+    let abs_path = ["abs_path", "filename"]
+        .iter()
+        .find_map(|k| frame.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty()))?;
     let line = frame.get("lineno").and_then(Value::as_u64)?;
     let column = frame.get("colno").and_then(Value::as_u64)?;
     if abs_path.is_empty() || line == 0 || line > u32::MAX as u64 || column > u32::MAX as u64 {
