@@ -18,7 +18,12 @@ use serde_json::Value;
 const SENTRY_CLI_VERSION: &str = "3.8.0";
 
 fn require_tools() {
-    common::require_node_packages(&["@sentry/browser", "@sentry/cli", "playwright-core", "esbuild"]);
+    common::require_node_packages(&[
+        "@sentry/browser",
+        "@sentry/cli",
+        "playwright-core",
+        "esbuild",
+    ]);
     common::require_chromium();
 }
 
@@ -68,15 +73,16 @@ fn sentry_cli(server: &Server, args: &[&str]) -> String {
     text
 }
 
-/// Bundles the app into `dir/static` (app.min.js + app.min.js.map).
-fn build(dir: &Path) {
-    node(&["build", &dir.to_string_lossy()]);
-    assert!(dir.join("static/app.min.js.map").exists());
+/// Bundles the app into `dir/static/{name}` and its map `{name}.map`.
+fn build(dir: &Path, name: &str) {
+    node(&["build", &dir.to_string_lossy(), name]);
+    assert!(dir.join(format!("static/{name}.map")).exists());
 }
 
-/// Clicks the button in Chromium; returns the id of the captured event.
-fn click(server: &Server, dir: &Path, release: &str) -> String {
-    let out = node(&["run", &dir.to_string_lossy(), release, &server.dsn]);
+/// Clicks the button in Chromium on a page loading `static/{name}`; returns the id of the
+/// captured event.
+fn click(server: &Server, dir: &Path, name: &str, release: &str) -> String {
+    let out = node(&["run", &dir.to_string_lossy(), name, release, &server.dsn]);
     let report: Value = out
         .lines()
         .rev()
@@ -154,7 +160,7 @@ fn assert_resolved(event: &Value, via: &str) {
     assert!(
         raw_top["filename"]
             .as_str()
-            .is_some_and(|p| p.ends_with("/static/app.min.js")),
+            .is_some_and(|p| p.contains("/static/app.") && p.ends_with(".min.js")),
         "the raw frame is the minified one: {raw_top:#}"
     );
     assert_ne!(raw_top["function"], "applyDiscountCode");
@@ -165,17 +171,20 @@ fn debug_id_upload_resolves_frames() {
     require_tools();
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
-    build(dir.path());
+    build(dir.path(), "app.min.js");
     let static_dir = dir.path().join("static");
     let static_dir = static_dir.to_string_lossy();
     let version = sentry_cli(&server, &["--version"]);
     assert!(version.contains(SENTRY_CLI_VERSION), "{version}");
     sentry_cli(&server, &["sourcemaps", "inject", &static_dir]);
     let minified = std::fs::read_to_string(dir.path().join("static/app.min.js")).unwrap();
-    assert!(minified.contains("//# debugId="), "inject adds the debug id");
+    assert!(
+        minified.contains("//# debugId="),
+        "inject adds the debug id"
+    );
     sentry_cli(&server, &["sourcemaps", "upload", &static_dir]);
 
-    let id = click(&server, dir.path(), "");
+    let id = click(&server, dir.path(), "app.min.js", "");
     let event = event(&server, &id);
     assert_resolved(&event, "debug-id");
 
@@ -186,7 +195,18 @@ fn debug_id_upload_resolves_frames() {
     let html = page.expect(200);
     assert!(html.contains("applyDiscountCode"), "{html}");
     assert!(html.contains("src/app.js"), "{html}");
-    assert!(html.contains("app.min.js"), "the minified frame is on the page too");
+    assert!(html.contains("Show minified frames"), "{html}");
+    let raw_function = exception(&event)["rawStacktrace"]["frames"]
+        .as_array()
+        .and_then(|f| f.last())
+        .and_then(|f| f["function"].as_str())
+        .unwrap()
+        .to_string();
+    assert!(
+        html.contains(&format!("<span class=\"fn\">{raw_function}</span>")),
+        "the minified frame ({raw_function}) is on the page too"
+    );
+    assert!(html.contains("/static/app.min.js"), "{html}");
 }
 
 #[test]
@@ -195,7 +215,7 @@ fn release_upload_resolves_frames_and_groups_across_builds() {
     let server = Server::start();
     let release = "shop@2.0.0";
     let dir = tempfile::tempdir().unwrap();
-    build(dir.path());
+    build(dir.path(), "app.min.js");
     let static_dir = dir.path().join("static");
     sentry_cli(
         &server,
@@ -221,9 +241,33 @@ fn release_upload_resolves_frames_and_groups_across_builds() {
     assert!(names.contains(&"~/static/app.min.js"), "{names:?}");
     assert!(names.contains(&"~/static/app.min.js.map"), "{names:?}");
 
-    let id = click(&server, dir.path(), release);
-    let event = event(&server, &id);
-    assert_resolved(&event, "release");
+    let id = click(&server, dir.path(), "app.min.js", release);
+    let first = event(&server, &id);
+    assert_resolved(&first, "release");
+
+    // The next build of the same code carries its hash in its file name: the same bug is
+    // still the same issue, because grouping sees the original frames.
+    let next = tempfile::tempdir().unwrap();
+    build(next.path(), "app.3f9a1c.min.js");
+    sentry_cli(
+        &server,
+        &[
+            "sourcemaps",
+            "upload",
+            "--release",
+            release,
+            "--url-prefix",
+            "~/static",
+            &next.path().join("static").to_string_lossy(),
+        ],
+    );
+    let id = click(&server, next.path(), "app.3f9a1c.min.js", release);
+    let second = event(&server, &id);
+    assert_resolved(&second, "release");
+    assert_eq!(
+        first["groupID"], second["groupID"],
+        "one bug, one issue, whatever the bundle's name"
+    );
 }
 
 #[test]
@@ -231,11 +275,15 @@ fn missing_maps_say_why_on_the_frame() {
     require_tools();
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
-    build(dir.path());
-    let id = click(&server, dir.path(), "shop@3.0.0");
+    build(dir.path(), "app.min.js");
+    let id = click(&server, dir.path(), "app.min.js", "shop@3.0.0");
     let event = event(&server, &id);
     let exc = exception(&event);
-    let top = exc["stacktrace"]["frames"].as_array().unwrap().last().unwrap();
+    let top = exc["stacktrace"]["frames"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap();
     assert_eq!(
         top["data"]["symbolicator_status"], "missing_release_file",
         "{top:#}"
@@ -246,5 +294,17 @@ fn missing_maps_say_why_on_the_frame() {
             .iter()
             .any(|e| e["type"] == "js_no_source" && e["url"] == top["filename"]),
         "{errors:#?}"
+    );
+
+    // The event page says why next to the frame.
+    let web = WebClient::admin(&server);
+    let issue = event["groupID"].as_str().unwrap();
+    let page = web.get(&format!("/organizations/{ORG}/issues/{issue}/events/{id}/"));
+    let html = page.expect(200);
+    assert!(
+        html.contains(
+            "Not resolved with a source map: no file uploaded for this URL in release shop@3.0.0"
+        ),
+        "{html}"
     );
 }

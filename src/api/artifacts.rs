@@ -88,7 +88,9 @@ fn assemble_error(msg: impl Into<String>) -> (StatusCode, Json<Value>) {
 }
 
 fn is_sha1(s: &str) -> bool {
-    s.len() == 40 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 40
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// `GET …/chunk-upload/`: how sentry-cli should upload.
@@ -438,7 +440,10 @@ async fn delete_file(
     let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
     // Through a project, only a file that serves the project.
     if let Some(p) = &project {
-        let files = state.store.release_files(org.id, Some(p.id), version).await?;
+        let files = state
+            .store
+            .release_files(org.id, Some(p.id), version)
+            .await?;
         if !files.iter().any(|f| f.id == id) {
             return Err(ApiError::not_found());
         }

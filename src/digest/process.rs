@@ -13,10 +13,10 @@ use crate::config::Limits;
 use crate::envelope::decode;
 use crate::envelope::{self, Envelope, Item};
 use crate::spool::{Record, RecordKind};
-use crate::symbolicate::Symbolicator;
 use crate::store::{
     DigestBatch, NewAttachment, NewEvent, NewUserReport, Outcome, SessionCounts, SessionUser,
 };
+use crate::symbolicate::Symbolicator;
 
 use super::normalize::{NormalizeContext, NormalizeLimits, normalize};
 use super::{grouping, security, tags, title};

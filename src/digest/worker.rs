@@ -79,7 +79,8 @@ async fn process_stage(w: &Worker, start: Position, tx: tokio::sync::mpsc::Sende
         let joined = tokio::task::spawn_blocking(move || {
             let records = r.read(end, BATCH_RECORDS, BATCH_BYTES);
             let batch = records.map(|records| {
-                let mut batch = process_parallel(&records, &limits, symbolicator.as_deref(), threads);
+                let mut batch =
+                    process_parallel(&records, &limits, symbolicator.as_deref(), threads);
                 batch.node_id = node_id;
                 batch.position = r.position();
                 (records.len(), Arc::new(batch))

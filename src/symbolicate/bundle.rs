@@ -106,7 +106,13 @@ pub fn parse(bytes: &[u8], limits: &BundleLimits) -> Result<Bundle, BundleError>
     let entries = match manifest.get("files") {
         Some(Value::Object(files)) => files,
         Some(_) => return Err(BundleError::Manifest("files is not an object".into())),
-        None => return Ok(Bundle { files: Vec::new(), release, dist }),
+        None => {
+            return Ok(Bundle {
+                files: Vec::new(),
+                release,
+                dist,
+            });
+        }
     };
     if entries.len() > limits.max_files {
         return Err(BundleError::TooManyFiles(limits.max_files));
@@ -140,7 +146,12 @@ pub fn parse(bytes: &[u8], limits: &BundleLimits) -> Result<Bundle, BundleError>
 
 /// A file to store from its URL, type, lowercase headers and bytes: the debug id and the map
 /// reference come from its headers.
-pub fn file(url: String, file_type: String, headers: Map<String, Value>, data: Vec<u8>) -> NewArtifactFile {
+pub fn file(
+    url: String,
+    file_type: String,
+    headers: Map<String, Value>,
+    data: Vec<u8>,
+) -> NewArtifactFile {
     let header = |k: &str| headers.get(k).and_then(Value::as_str).map(str::trim);
     let debug_id = header("debug-id")
         .or_else(|| header("debug_id"))
@@ -254,7 +265,11 @@ mod tests {
         );
         assert_eq!(js.sourcemap.as_deref(), Some("app.min.js.map"));
         assert_eq!(js.data, b"function a(){}");
-        let map = b.files.iter().find(|f| f.url == "~/app.min.js.map").unwrap();
+        let map = b
+            .files
+            .iter()
+            .find(|f| f.url == "~/app.min.js.map")
+            .unwrap();
         assert_eq!(map.debug_id, js.debug_id);
     }
 
@@ -275,7 +290,10 @@ mod tests {
             max_total_size: 5000,
             ..Default::default()
         };
-        assert!(matches!(parse(&bytes, &total), Err(BundleError::TooLarge(_))));
+        assert!(matches!(
+            parse(&bytes, &total),
+            Err(BundleError::TooLarge(_))
+        ));
         let lacking = zip_of(&[("manifest.json", manifest)]);
         assert!(matches!(
             parse(&lacking, &BundleLimits::default()),

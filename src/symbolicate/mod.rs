@@ -106,7 +106,9 @@ impl Unresolved {
                 "the uploaded file names no source map (no Sourcemap header or sourceMappingURL)"
                     .to_string()
             }
-            Unresolved::MissingSourceMap { url } => format!("the source map {url} was not uploaded"),
+            Unresolved::MissingSourceMap { url } => {
+                format!("the source map {url} was not uploaded")
+            }
             Unresolved::InvalidSourceMap { url, error } => {
                 format!("the source map {url} cannot be read: {error}")
             }
@@ -200,7 +202,9 @@ impl Symbolicator {
         if !errors.is_empty()
             && let Some(obj) = event.as_object_mut()
         {
-            let list = obj.entry("errors").or_insert_with(|| Value::Array(Vec::new()));
+            let list = obj
+                .entry("errors")
+                .or_insert_with(|| Value::Array(Vec::new()));
             if let Some(list) = list.as_array_mut() {
                 list.extend(errors);
             }
@@ -233,6 +237,7 @@ impl Symbolicator {
         else {
             return;
         };
+        let mut resolved = false;
         for frame in frames.iter_mut() {
             let Some((abs_path, line, column)) = position(frame) else {
                 continue;
@@ -250,6 +255,7 @@ impl Symbolicator {
                     .clone()
             };
             let outcome = file.and_then(|f| apply(frame, &f, line, column));
+            resolved |= outcome.is_ok();
             if let Err(reason) = outcome {
                 set_data(
                     frame,
@@ -269,7 +275,8 @@ impl Symbolicator {
                 }
             }
         }
-        if let (Some(raw), Some(obj)) = (raw, holder.as_object_mut()) {
+        // The minified frames are kept when they differ from what is shown.
+        if let (true, Some(raw), Some(obj)) = (resolved, raw, holder.as_object_mut()) {
             obj.insert("raw_stacktrace".into(), raw);
         }
     }
@@ -352,8 +359,8 @@ impl Symbolicator {
         }
         let map_candidates = urls::candidates(&map_url);
         let maps = self.lookup_urls(ctx, &map_candidates)?;
-        let map = best(&maps, &map_candidates, |_| true)
-            .ok_or_else(|| Unresolved::MissingSourceMap {
+        let map =
+            best(&maps, &map_candidates, |_| true).ok_or_else(|| Unresolved::MissingSourceMap {
                 url: map_url.clone(),
             })?;
         Ok(Found {
@@ -450,9 +457,12 @@ fn debug_ids(event: &Value) -> HashMap<String, String> {
 /// looked up in a map.
 fn position(frame: &Value) -> Option<(String, u64, u64)> {
     // Browser SDKs send the script's URL as `filename` only.
-    let abs_path = ["abs_path", "filename"]
-        .iter()
-        .find_map(|k| frame.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty()))?;
+    let abs_path = ["abs_path", "filename"].iter().find_map(|k| {
+        frame
+            .get(*k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    })?;
     let line = frame.get("lineno").and_then(Value::as_u64)?;
     let column = frame.get("colno").and_then(Value::as_u64)?;
     if abs_path.is_empty() || line == 0 || line > u32::MAX as u64 || column > u32::MAX as u64 {
@@ -472,11 +482,9 @@ fn best<'a>(
     candidates: &[String],
     type_ok: impl Fn(&str) -> bool,
 ) -> Option<&'a ArtifactFile> {
-    candidates.iter().find_map(|c| {
-        files
-            .iter()
-            .find(|f| &f.url == c && type_ok(&f.file_type))
-    })
+    candidates
+        .iter()
+        .find_map(|c| files.iter().find(|f| &f.url == c && type_ok(&f.file_type)))
 }
 
 fn into_map(m: DecodedMap) -> Result<SourceMap, String> {
@@ -562,7 +570,10 @@ fn apply(frame: &mut Value, found: &Found, line: u64, column: u64) -> Result<(),
     let Some(obj) = frame.as_object_mut() else {
         return Ok(());
     };
-    obj.insert("abs_path".into(), json!(urls::join(&found.map_url, &source)));
+    obj.insert(
+        "abs_path".into(),
+        json!(urls::join(&found.map_url, &source)),
+    );
     obj.insert("filename".into(), json!(urls::display_name(&source)));
     obj.insert("lineno".into(), json!(u64::from(src_line) + 1));
     obj.insert("colno".into(), json!(u64::from(src_col) + 1));

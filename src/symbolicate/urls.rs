@@ -87,7 +87,11 @@ fn normalize_path(path: &str) -> String {
         }
     }
     let joined = parts.join("/");
-    if absolute { format!("/{joined}") } else { joined }
+    if absolute {
+        format!("/{joined}")
+    } else {
+        joined
+    }
 }
 
 /// A map's `sources` entry as a file name to show: `webpack://app/./src/a.js` → `src/a.js`,
@@ -131,7 +135,10 @@ mod tests {
             candidates("http://127.0.0.1:4000/app.min.js"),
             ["http://127.0.0.1:4000/app.min.js", "~/app.min.js"]
         );
-        assert_eq!(candidates("app:///dist/x.js"), ["app:///dist/x.js", "~/dist/x.js"]);
+        assert_eq!(
+            candidates("app:///dist/x.js"),
+            ["app:///dist/x.js", "~/dist/x.js"]
+        );
         assert_eq!(candidates("/srv/x.js"), ["/srv/x.js", "~/srv/x.js"]);
         assert_eq!(candidates("~/a.js"), ["~/a.js"]);
         assert!(candidates("").is_empty());
@@ -140,13 +147,22 @@ mod tests {
 
     #[test]
     fn map_references_resolve_against_the_file() {
-        assert_eq!(join("~/static/app.min.js", "app.min.js.map"), "~/static/app.min.js.map");
+        assert_eq!(
+            join("~/static/app.min.js", "app.min.js.map"),
+            "~/static/app.min.js.map"
+        );
         assert_eq!(
             join("https://h/static/js/app.min.js?v=1", "../maps/app.map"),
             "https://h/static/maps/app.map"
         );
-        assert_eq!(join("https://h/a/app.js", "/m/app.map"), "https://h/m/app.map");
-        assert_eq!(join("https://h/a/app.js", "https://cdn/x.map"), "https://cdn/x.map");
+        assert_eq!(
+            join("https://h/a/app.js", "/m/app.map"),
+            "https://h/m/app.map"
+        );
+        assert_eq!(
+            join("https://h/a/app.js", "https://cdn/x.map"),
+            "https://cdn/x.map"
+        );
         assert_eq!(join("~/a/b.js", "../../../x.map"), "~/x.map");
         assert_eq!(join("~/a/b.js", "./b.js.map"), "~/a/b.js.map");
     }

@@ -1,12 +1,13 @@
 // Builds and runs the page of Faultline's source map tests (tests/sourcemaps.rs).
 //
 // Usage:
-//   node sourcemaps_client.mjs build DIR
+//   node sourcemaps_client.mjs build DIR NAME
 //     copies sourcemaps/app.js to DIR/src/app.js and bundles it with @sentry/browser into
-//     DIR/static/app.min.js + app.min.js.map (esbuild --minify --sourcemap), as a site would
-//     before running `sentry-cli sourcemaps inject/upload` on DIR/static.
-//   node sourcemaps_client.mjs run DIR RELEASE DSN
-//     serves DIR/static under /static/ on 127.0.0.1:<random port>, opens the page in headless
+//     DIR/static/NAME + NAME.map (esbuild --minify --sourcemap), as a site would before running
+//     `sentry-cli sourcemaps inject/upload` on DIR/static. NAME is e.g. app.min.js, or
+//     app.3f9a1c.min.js for a build whose file name carries its hash.
+//   node sourcemaps_client.mjs run DIR NAME RELEASE DSN
+//     serves DIR/static/NAME on 127.0.0.1:<random port>, opens the page in headless
 //     Chromium (playwright-core, /usr/bin/chromium or $CHROMIUM_PATH) with the DSN and release
 //     in the query string, clicks #checkout and waits until the error was flushed.
 //     Prints one JSON line: {"exception_ids": [...], "message_ids": [], "ok": true}.
@@ -22,18 +23,18 @@ import { chromium } from 'playwright-core';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
-const PAGE = `<!doctype html>
+const page = (name) => `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Shop</title>
-<script src="/static/app.min.js"></script></head>
+<script src="/static/${name}"></script></head>
 <body><button id="checkout" type="button">Check out</button></body></html>`;
 
-async function build(dir) {
+async function build(dir, name) {
   await mkdir(path.join(dir, 'src'), { recursive: true });
   await copyFile(path.join(here, 'sourcemaps', 'app.js'), path.join(dir, 'src', 'app.js'));
   await esbuild.build({
     absWorkingDir: dir,
     entryPoints: [path.join(dir, 'src', 'app.js')],
-    outfile: path.join(dir, 'static', 'app.min.js'),
+    outfile: path.join(dir, 'static', name),
     nodePaths: [path.join(here, 'node_modules')],
     bundle: true,
     minify: true,
@@ -45,10 +46,10 @@ async function build(dir) {
   });
 }
 
-async function run(dir, release, dsn) {
+async function run(dir, name, release, dsn) {
   const files = {
-    '/': { type: 'text/html; charset=utf-8', body: PAGE },
-    '/static/app.min.js': { type: 'text/javascript', body: await readFile(path.join(dir, 'static', 'app.min.js')) },
+    '/': { type: 'text/html; charset=utf-8', body: page(name) },
+    [`/static/${name}`]: { type: 'text/javascript', body: await readFile(path.join(dir, 'static', name)) },
     '/favicon.ico': { type: 'image/x-icon', body: '' },
   };
   const server = http.createServer((req, res) => {
@@ -87,7 +88,7 @@ async function run(dir, release, dsn) {
 }
 
 const [command, ...args] = process.argv.slice(2);
-const main = command === 'build' ? () => build(args[0]) : () => run(args[0], args[1], args[2]);
+const main = command === 'build' ? () => build(args[0], args[1]) : () => run(...args.slice(0, 4));
 main().catch((err) => {
   console.error(err);
   process.exitCode = 1;
