@@ -614,3 +614,362 @@ fn context_lines(text: &str, line: u32) -> (Vec<String>, String, Vec<String>) {
     let post = lines.iter().skip(at + 1).map(|l| clip(l)).collect();
     (pre, current, post)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::{BundleKind, NewArtifactFile, NewBundle};
+
+    const DEBUG_ID: &str = "3b1cb0b8-8a4c-4c1b-9c7a-6b2f3e0a1d11";
+    const ORIGINAL: &str = "// Checkout\nfunction applyDiscount(code) {\n  throw new Error(\"unknown code \" + code);\n}\n";
+    const MINIFIED: &str = "function a(b){throw new Error(\"unknown code \"+b)}";
+
+    /// A map of [`MINIFIED`] back to [`ORIGINAL`] (`src/app.js`), with its sources.
+    fn map_json(debug_id: Option<&str>) -> Vec<u8> {
+        let mut b = sourcemap::SourceMapBuilder::new(Some("app.min.js"));
+        let src = b.add_source("../src/app.js");
+        b.set_source_contents(src, Some(ORIGINAL));
+        let name = b.add_name("applyDiscount");
+        b.add_raw(0, 0, 1, 0, Some(src), None, false);
+        b.add_raw(0, 9, 1, 9, Some(src), Some(name), false);
+        b.add_raw(0, 15, 2, 2, Some(src), None, false);
+        let mut map = b.into_sourcemap();
+        map.set_debug_id(debug_id.and_then(|d| d.parse().ok()));
+        let mut out = Vec::new();
+        map.to_writer(&mut out).unwrap();
+        out
+    }
+
+    fn file(
+        url: &str,
+        ty: &str,
+        debug_id: Option<&str>,
+        sourcemap: Option<&str>,
+        data: &[u8],
+    ) -> NewArtifactFile {
+        NewArtifactFile {
+            url: url.into(),
+            file_type: ty.into(),
+            debug_id: debug_id.map(str::to_string),
+            sourcemap: sourcemap.map(str::to_string),
+            headers: json!({}),
+            data: data.to_vec(),
+        }
+    }
+
+    struct Fixture {
+        rt: tokio::runtime::Runtime,
+        store: Arc<dyn Store>,
+        sym: Symbolicator,
+        org_id: i64,
+        project_id: i64,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("t.db").display());
+            let (store, org_id, project_id) = rt.block_on(async {
+                let store = crate::store::open(&url).await.unwrap();
+                let org = store.ensure_organization("acme").await.unwrap();
+                let p = store.create_project(org.id, "web", "Web").await.unwrap();
+                (store, org.id, p.id)
+            });
+            let sym = Symbolicator::new(store.clone(), rt.handle().clone(), 1 << 20);
+            Fixture {
+                rt,
+                store,
+                sym,
+                org_id,
+                project_id,
+                _dir: dir,
+            }
+        }
+
+        fn upload(&self, release: &str, files: Vec<NewArtifactFile>) {
+            let bundle = NewBundle {
+                org_id: self.org_id,
+                checksum: format!("{:040}", files.len()),
+                kind: BundleKind::ArtifactBundle,
+                project_ids: vec![self.project_id],
+                release: release.into(),
+                dist: String::new(),
+                files,
+                now: 1.0,
+            };
+            self.rt.block_on(self.store.save_bundle(bundle)).unwrap();
+        }
+
+        fn run(&self, mut event: Value) -> Value {
+            self.sym.symbolicate(self.project_id, &mut event);
+            event
+        }
+    }
+
+    fn event(
+        abs_path: &str,
+        line: u64,
+        col: u64,
+        release: Option<&str>,
+        debug_id: Option<&str>,
+    ) -> Value {
+        let mut e = json!({
+            "platform": "javascript",
+            "exception": {"values": [{"type": "Error", "stacktrace": {"frames": [
+                {"filename": abs_path, "function": "a", "lineno": line, "colno": col, "in_app": true}
+            ]}}]},
+        });
+        if let Some(r) = release {
+            e["release"] = json!(r);
+        }
+        if let Some(d) = debug_id {
+            e["debug_meta"] =
+                json!({"images": [{"type": "sourcemap", "code_file": abs_path, "debug_id": d}]});
+        }
+        e
+    }
+
+    fn top(e: &Value) -> &Value {
+        &e["exception"]["values"][0]["stacktrace"]["frames"][0]
+    }
+
+    fn status(e: &Value) -> &str {
+        top(e)["data"]["symbolicator_status"]
+            .as_str()
+            .unwrap_or("-")
+    }
+
+    #[test]
+    fn resolves_by_debug_id_with_name_line_and_context() {
+        let f = Fixture::new();
+        f.upload(
+            "",
+            vec![
+                file(
+                    "~/app.min.js",
+                    "minified_source",
+                    Some(DEBUG_ID),
+                    None,
+                    MINIFIED.as_bytes(),
+                ),
+                file(
+                    "~/app.min.js.map",
+                    "source_map",
+                    Some(DEBUG_ID),
+                    None,
+                    &map_json(Some(DEBUG_ID)),
+                ),
+            ],
+        );
+        let url = "https://shop.example/app.min.js";
+        // The SDK may send the id in capitals and without hyphens.
+        let e = f.run(event(
+            url,
+            1,
+            16,
+            None,
+            Some("3B1CB0B88A4C4C1B9C7A6B2F3E0A1D11"),
+        ));
+        let frame = top(&e);
+        assert_eq!(frame["function"], "applyDiscount", "{frame:#}");
+        assert_eq!(frame["filename"], "src/app.js");
+        assert_eq!(frame["abs_path"], "~/src/app.js");
+        assert_eq!(frame["lineno"], 3);
+        assert_eq!(frame["colno"], 3);
+        assert_eq!(
+            frame["context_line"],
+            "  throw new Error(\"unknown code \" + code);"
+        );
+        assert_eq!(
+            frame["pre_context"],
+            json!(["// Checkout", "function applyDiscount(code) {"])
+        );
+        assert_eq!(frame["post_context"], json!(["}"]));
+        assert_eq!(frame["data"]["resolved_with"], "debug-id");
+        let raw = &e["exception"]["values"][0]["raw_stacktrace"]["frames"][0];
+        assert_eq!(raw["function"], "a");
+        assert_eq!(raw["filename"], url);
+        assert!(e.get("errors").is_none(), "{e:#}");
+    }
+
+    #[test]
+    fn resolves_by_release_through_tilde_urls_and_source_mapping_url() {
+        let f = Fixture::new();
+        let minified = format!("{MINIFIED}\n//# sourceMappingURL=app.min.js.map\n");
+        f.upload(
+            "shop@1",
+            vec![
+                file(
+                    "~/static/app.min.js",
+                    "minified_source",
+                    None,
+                    None,
+                    minified.as_bytes(),
+                ),
+                file(
+                    "~/static/app.min.js.map",
+                    "source_map",
+                    None,
+                    None,
+                    &map_json(None),
+                ),
+            ],
+        );
+        let e = f.run(event(
+            "https://shop.example/static/app.min.js?v=2#top",
+            1,
+            16,
+            Some("shop@1"),
+            None,
+        ));
+        assert_eq!(top(&e)["function"], "applyDiscount", "{e:#}");
+        assert_eq!(top(&e)["lineno"], 3);
+        assert_eq!(top(&e)["data"]["resolved_with"], "release");
+        assert_eq!(top(&e)["data"]["sourcemap"], "~/static/app.min.js.map");
+        // Another release has nothing.
+        let e = f.run(event(
+            "https://shop.example/static/app.min.js",
+            1,
+            16,
+            Some("shop@2"),
+            None,
+        ));
+        assert_eq!(status(&e), "missing_release_file");
+    }
+
+    #[test]
+    fn each_unresolved_frame_says_why() {
+        let f = Fixture::new();
+        f.upload(
+            "r1",
+            vec![
+                // A Sourcemap header naming a map that was never uploaded.
+                file(
+                    "~/lonely.min.js",
+                    "minified_source",
+                    None,
+                    Some("lonely.min.js.map"),
+                    MINIFIED.as_bytes(),
+                ),
+                // Neither header nor comment.
+                file(
+                    "~/bare.min.js",
+                    "minified_source",
+                    None,
+                    None,
+                    MINIFIED.as_bytes(),
+                ),
+                // A map that is no JSON.
+                file(
+                    "~/broken.min.js",
+                    "minified_source",
+                    None,
+                    Some("broken.map"),
+                    MINIFIED.as_bytes(),
+                ),
+                file("~/broken.map", "source_map", None, None, b"{not json"),
+                file(
+                    "~/good.min.js",
+                    "minified_source",
+                    None,
+                    Some("good.map"),
+                    MINIFIED.as_bytes(),
+                ),
+                file("~/good.map", "source_map", None, None, &map_json(None)),
+            ],
+        );
+        let host = "https://h";
+        let cases = [
+            (
+                event(&format!("{host}/x.js"), 1, 1, None, Some(DEBUG_ID)),
+                "missing_debug_id_artifact",
+                "js_no_source",
+            ),
+            (
+                event(&format!("{host}/x.js"), 1, 1, None, None),
+                "no_release",
+                "js_no_source",
+            ),
+            (
+                event(&format!("{host}/x.js"), 1, 1, Some("r1"), None),
+                "missing_release_file",
+                "js_no_source",
+            ),
+            (
+                event(&format!("{host}/lonely.min.js"), 1, 1, Some("r1"), None),
+                "missing_sourcemap",
+                "js_no_source",
+            ),
+            (
+                event(&format!("{host}/bare.min.js"), 1, 1, Some("r1"), None),
+                "no_sourcemap_reference",
+                "js_no_source",
+            ),
+            (
+                event(&format!("{host}/broken.min.js"), 1, 1, Some("r1"), None),
+                "invalid_sourcemap",
+                "js_invalid_source",
+            ),
+            (
+                event(&format!("{host}/good.min.js"), 7, 1, Some("r1"), None),
+                "no_mapping",
+                "js_invalid_sourcemap_location",
+            ),
+        ];
+        for (e, code, error_type) in cases {
+            let e = f.run(e);
+            assert_eq!(status(&e), code, "{e:#}");
+            assert!(
+                top(&e)["data"]["symbolicator_reason"]
+                    .as_str()
+                    .is_some_and(|r| !r.is_empty())
+            );
+            assert_eq!(top(&e)["function"], "a", "the frame stays as it was");
+            assert_eq!(e["errors"][0]["type"], error_type, "{e:#}");
+            assert_eq!(e["errors"][0]["reason"], code);
+            assert!(e["exception"]["values"][0].get("raw_stacktrace").is_none());
+        }
+    }
+
+    #[test]
+    fn other_projects_and_platforms_are_left_alone() {
+        let f = Fixture::new();
+        f.upload(
+            "",
+            vec![file(
+                "~/app.min.js.map",
+                "source_map",
+                Some(DEBUG_ID),
+                None,
+                &map_json(Some(DEBUG_ID)),
+            )],
+        );
+        let other = f.rt.block_on(async {
+            let org = f.store.ensure_organization("globex").await.unwrap();
+            f.store
+                .create_project(org.id, "web", "Web")
+                .await
+                .unwrap()
+                .id
+        });
+        let mut e = event("https://h/app.min.js", 1, 16, None, Some(DEBUG_ID));
+        f.sym.symbolicate(other, &mut e);
+        assert_eq!(
+            status(&e),
+            "missing_debug_id_artifact",
+            "another organization's maps are not used"
+        );
+        let mut python = event("https://h/app.min.js", 1, 16, None, Some(DEBUG_ID));
+        python["platform"] = json!("python");
+        let before = python.clone();
+        assert_eq!(f.run(python), before);
+    }
+}
