@@ -4,16 +4,21 @@
 //! through the API with its frames resolved to the original source.
 //!
 //! Two upload flows: debug ids (`sourcemaps inject` then `sourcemaps upload`) and the release
-//! (`sourcemaps upload --release R --url-prefix '~/static'`, no inject).
+//! (`sourcemaps upload --release R --url-prefix '~/static'`, no inject). sentry-cli 3 no longer
+//! speaks the legacy release-file routes (`releases/{version}/files/`, `…/assemble/`), so those
+//! are driven over HTTP the way sentry-cli 2 did.
 
 mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use std::io::Write;
+
 use common::web::WebClient;
-use common::{ORG, PROJECT, Server, sdk_dir, wait_until};
-use serde_json::Value;
+use common::{ORG, PROJECT, Server, agent, answer, sdk_dir, wait_until};
+use serde_json::{Value, json};
+use sha1::{Digest, Sha1};
 
 const SENTRY_CLI_VERSION: &str = "3.8.0";
 
@@ -307,4 +312,217 @@ fn missing_maps_say_why_on_the_frame() {
         ),
         "{html}"
     );
+}
+
+/// A `multipart/form-data` body of `(name, filename, bytes)` parts, and its content type.
+fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "faultline-test-boundary-7d2f1c";
+    let mut body = Vec::new();
+    for (name, filename, data) in parts {
+        write!(
+            body,
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\""
+        )
+        .unwrap();
+        if let Some(f) = filename {
+            write!(body, "; filename=\"{f}\"").unwrap();
+        }
+        body.extend_from_slice(b"\r\n\r\n");
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    write!(body, "--{boundary}--\r\n").unwrap();
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+fn post(server: &Server, path: &str, content_type: &str, body: &[u8]) -> common::Answer {
+    let url = format!("{}/api/0/{path}", server.url);
+    answer(
+        format!("POST {url}"),
+        agent()
+            .post(&url)
+            .header("Authorization", &format!("Bearer {}", server.token))
+            .header("Content-Type", content_type)
+            .send(body),
+    )
+}
+
+fn delete(server: &Server, path: &str) -> common::Answer {
+    let url = format!("{}/api/0/{path}", server.url);
+    answer(
+        format!("DELETE {url}"),
+        agent()
+            .delete(&url)
+            .header("Authorization", &format!("Bearer {}", server.token))
+            .call(),
+    )
+}
+
+fn sha1_hex(data: &[u8]) -> String {
+    hex(&Sha1::digest(data))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Single release files, as `sentry-cli releases files R upload` (sentry-cli 2) sent them:
+/// listed, refused twice under one name, used to resolve frames, deleted.
+#[test]
+fn legacy_release_files_resolve_frames() {
+    require_tools();
+    let server = Server::start();
+    let release = "shop@4.0.0";
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), "app.min.js");
+    let files = format!("projects/{ORG}/{PROJECT}/releases/{release}/files/");
+    let js = std::fs::read(dir.path().join("static/app.min.js")).unwrap();
+    let map = std::fs::read(dir.path().join("static/app.min.js.map")).unwrap();
+    let (ct, body) = multipart(&[
+        ("file", Some("app.min.js"), &js),
+        ("name", None, b"~/static/app.min.js"),
+        ("header", None, b"Sourcemap:app.min.js.map"),
+    ]);
+    let created = post(&server, &files, &ct, &body);
+    let created = created.expect(201).clone();
+    assert_eq!(created["name"], "~/static/app.min.js");
+    assert_eq!(created["headers"]["sourcemap"], "app.min.js.map");
+    assert_eq!(created["sha1"], sha1_hex(&js));
+    post(&server, &files, &ct, &body).expect_error(409);
+    let (ct, body) = multipart(&[
+        ("file", Some("app.min.js.map"), &map),
+        ("name", None, b"~/static/app.min.js.map"),
+    ]);
+    post(&server, &files, &ct, &body).expect(201);
+    let listed = server.api(&files);
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed:#}");
+    let org_listed = server.api(&format!("organizations/{ORG}/releases/{release}/files/"));
+    assert_eq!(org_listed, listed);
+
+    let id = click(&server, dir.path(), "app.min.js", release);
+    assert_resolved(&event(&server, &id), "release");
+
+    let js_id = created["id"].as_str().unwrap();
+    assert_eq!(delete(&server, &format!("{files}{js_id}/")).status, 204);
+    delete(&server, &format!("{files}{js_id}/")).expect_error(404);
+    assert_eq!(server.api(&files).as_array().unwrap().len(), 1);
+}
+
+/// A legacy release bundle: chunks uploaded (gzipped, checked against their SHA-1), then
+/// `releases/{version}/assemble/` answering `not_found` with the missing chunks until they are
+/// there, then `ok`; the bundle's files serve the release.
+#[test]
+fn legacy_release_bundle_is_assembled_from_chunks() {
+    require_tools();
+    let server = Server::start();
+    let release = "shop@5.0.0";
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), "app.min.js");
+    let js = std::fs::read(dir.path().join("static/app.min.js")).unwrap();
+    let map = std::fs::read(dir.path().join("static/app.min.js.map")).unwrap();
+    let manifest = json!({"files": {
+        "files/_/_/static/app.min.js": {"url": "~/static/app.min.js", "type": "minified_source",
+            "headers": {"Sourcemap": "app.min.js.map"}},
+        "files/_/_/static/app.min.js.map": {"url": "~/static/app.min.js.map", "type": "source_map"},
+    }});
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, data) in [
+        ("manifest.json", manifest.to_string().into_bytes()),
+        ("files/_/_/static/app.min.js", js),
+        ("files/_/_/static/app.min.js.map", map),
+    ] {
+        zip.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(&data).unwrap();
+    }
+    let bundle = zip.finish().unwrap().into_inner();
+    let checksum = sha1_hex(&bundle);
+
+    let options = server.api(&format!("organizations/{ORG}/chunk-upload/"));
+    assert_eq!(
+        options["url"],
+        format!("{}/api/0/organizations/{ORG}/chunk-upload/", server.url)
+    );
+    let chunk_size = options["chunkSize"].as_u64().unwrap() as usize;
+    let chunks: Vec<&[u8]> = bundle.chunks(chunk_size.min(64 * 1024)).collect();
+    let sums: Vec<String> = chunks.iter().map(|c| sha1_hex(c)).collect();
+    let assemble = format!("organizations/{ORG}/releases/{release}/assemble/");
+    let request = json!({"checksum": checksum, "chunks": sums}).to_string();
+    let answer = post(&server, &assemble, "application/json", request.as_bytes());
+    let answer = answer.expect(200);
+    assert_eq!(answer["state"], "not_found");
+    assert_eq!(answer["missingChunks"], json!(sums));
+
+    // A chunk whose content does not match its name is refused.
+    let (ct, body) = multipart(&[("file", Some(&sums[0]), b"something else")]);
+    post(
+        &server,
+        &format!("organizations/{ORG}/chunk-upload/"),
+        &ct,
+        &body,
+    )
+    .expect_error(400);
+
+    let gzipped: Vec<Vec<u8>> = chunks
+        .iter()
+        .map(|c| {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(c).unwrap();
+            gz.finish().unwrap()
+        })
+        .collect();
+    let parts: Vec<(&str, Option<&str>, &[u8])> = sums
+        .iter()
+        .zip(&gzipped)
+        .map(|(s, g)| ("file_gzip", Some(s.as_str()), g.as_slice()))
+        .collect();
+    let (ct, body) = multipart(&parts);
+    post(
+        &server,
+        &format!("organizations/{ORG}/chunk-upload/"),
+        &ct,
+        &body,
+    )
+    .expect(200);
+    let answer = post(&server, &assemble, "application/json", request.as_bytes());
+    assert_eq!(answer.expect(200)["state"], "ok", "{:?}", answer.body);
+    let answer = post(&server, &assemble, "application/json", request.as_bytes());
+    assert_eq!(answer.expect(200)["state"], "ok", "asking again answers ok");
+
+    let names: Vec<Value> = server
+        .api(&format!("organizations/{ORG}/releases/{release}/files/"))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].clone())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            json!("~/static/app.min.js"),
+            json!("~/static/app.min.js.map")
+        ]
+    );
+
+    let id = click(&server, dir.path(), "app.min.js", release);
+    assert_resolved(&event(&server, &id), "release");
+
+    // Bad input is answered 400 with Sentry's {"error": …}.
+    let bad = json!({"checksum": checksum, "chunks": sums, "projects": [PROJECT], "dist": "web"});
+    let answer = post(
+        &server,
+        &format!("organizations/{ORG}/artifactbundle/assemble/"),
+        "application/json",
+        bad.to_string().as_bytes(),
+    );
+    assert_eq!(answer.status, 400);
+    assert!(answer.body["error"].is_string(), "{:?}", answer.body);
+    let unknown = json!({"checksum": checksum, "chunks": sums, "projects": ["nope"]});
+    let answer = post(
+        &server,
+        &format!("organizations/{ORG}/artifactbundle/assemble/"),
+        "application/json",
+        unknown.to_string().as_bytes(),
+    );
+    assert_eq!(answer.status, 400);
 }
