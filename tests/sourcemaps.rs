@@ -275,8 +275,10 @@ fn release_upload_resolves_frames_and_groups_across_builds() {
     );
 }
 
+/// An event that arrived before its maps says why its frames are minified; once the maps are
+/// uploaded, reprocessing its issue resolves them.
 #[test]
-fn missing_maps_say_why_on_the_frame() {
+fn missing_maps_say_why_then_reprocessing_resolves() {
     require_tools();
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
@@ -311,6 +313,47 @@ fn missing_maps_say_why_on_the_frame() {
             "Not resolved with a source map: no file uploaded for this URL in release shop@3.0.0"
         ),
         "{html}"
+    );
+
+    sentry_cli(
+        &server,
+        &[
+            "sourcemaps",
+            "upload",
+            "--release",
+            "shop@3.0.0",
+            "--url-prefix",
+            "~/static",
+            &dir.path().join("static").to_string_lossy(),
+        ],
+    );
+    let answer = post(
+        &server,
+        &format!("issues/{issue}/reprocess/"),
+        "application/json",
+        b"{}",
+    );
+    assert_eq!(answer.expect(202)["reprocessing"], 1);
+    let path = format!("/api/0/projects/{ORG}/{PROJECT}/events/{id}/");
+    let resolved = wait_until("the reprocessed event to be resolved", || {
+        let (status, body) = server.get(&path);
+        if status != 200 {
+            return Err(format!("{status}: {body}"));
+        }
+        let event: Value = serde_json::from_str(&body).map_err(|e| format!("{status}: {e}"))?;
+        let frames = exception(&event)["stacktrace"]["frames"].clone();
+        match frames.as_array().and_then(|f| f.last()) {
+            Some(top) if top["function"] == "applyDiscountCode" => Ok(event),
+            _ => Err(format!("{status}: {frames}")),
+        }
+    });
+    assert_resolved(&resolved, "release");
+    assert!(
+        !resolved["errors"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["url"] == top["filename"])),
+        "the old reason is gone: {:#}",
+        resolved["errors"]
     );
 }
 

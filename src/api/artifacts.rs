@@ -63,6 +63,10 @@ pub fn routes() -> Router<AppState> {
             "/api/0/projects/{org}/{project}/releases/{version}/files/{id}/",
             get(get_project_file).delete(delete_project_file),
         )
+        .route(
+            "/api/0/issues/{id}/reprocess/",
+            post(super::reprocess::issue),
+        )
         // Room for multipart framing around the largest body.
         .layer(DefaultBodyLimit::max(MAX_FILE_SIZE + 1024 * 1024))
 }

@@ -4,6 +4,7 @@
 //! - [`serialize`]: issues and events in Sentry's JSON shapes.
 //! - [`issues`], [`events`], [`projects`], [`alerts`]: one file per resource.
 //! - [`artifacts`]: source map uploads (chunk upload, artifact bundles, release files).
+//! - [`reprocess`]: an issue's events digested again (after their maps were uploaded).
 //!
 //! Every route needs `Authorization: Bearer <token>` and checks that the user may see the
 //! project involved (superusers see everything, members see their organizations' projects).
@@ -13,6 +14,7 @@ pub mod artifacts;
 pub mod events;
 pub mod issues;
 pub mod projects;
+pub mod reprocess;
 pub mod search;
 pub mod serialize;
 

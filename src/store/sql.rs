@@ -2636,6 +2636,21 @@ impl<B: Backend> ArtifactStore for SqlStore<B> {
         .await
     }
 
+    async fn delete_events(&self, project_id: i64, event_ids: &[String]) -> StoreResult<u64> {
+        let ids = event_ids.to_vec();
+        self.write(move |c| {
+            let mut removed = 0;
+            for id in ids {
+                removed += c.execute(
+                    "DELETE FROM events WHERE project_id = ?1 AND event_id = ?2",
+                    &sql_params![project_id, id],
+                )?;
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
     async fn artifact_data(&self, id: i64) -> StoreResult<Vec<u8>> {
         self.read(move |c| {
             c.query_one(

@@ -4240,14 +4240,14 @@ async fn artifact_chunks(db: &TestDb) {
         s.missing_chunks(acme.org_id, &[a.clone(), b.clone(), b.clone()], T0)
             .await
             .must("missing_chunks"),
-        [b.clone()],
+        vec![b.clone()],
         "missing chunks are named once"
     );
     assert_eq!(
         s.missing_chunks(other.org_id, std::slice::from_ref(&a), T0)
             .await
             .must("missing_chunks of another org"),
-        [a.clone()],
+        vec![a.clone()],
         "chunks belong to one organization"
     );
     assert_eq!(
@@ -4265,7 +4265,7 @@ async fn artifact_chunks(db: &TestDb) {
         s.missing_chunks(acme.org_id, std::slice::from_ref(&a), T0 + 121.0)
             .await
             .must("missing_chunks after expiry"),
-        [a.clone()]
+        vec![a.clone()]
     );
     s.put_chunks(
         acme.org_id,

@@ -421,6 +421,54 @@ impl Symbolicator {
     }
 }
 
+/// Puts an event's frames back as the SDK sent them (the minified `raw_stacktrace`s, without
+/// the reasons recorded for unresolved frames, nor the source map errors), so that it can be
+/// symbolicated again, e.g. after its maps were uploaded.
+pub fn restore(event: &mut Value) {
+    for container in ["exception", "threads"] {
+        let Some(values) = event
+            .get_mut(container)
+            .and_then(|c| c.get_mut("values"))
+            .and_then(Value::as_array_mut)
+        else {
+            continue;
+        };
+        for value in values.iter_mut().filter_map(Value::as_object_mut) {
+            if let Some(raw) = value.remove("raw_stacktrace") {
+                value.insert("stacktrace".into(), raw);
+            }
+            let frames = value
+                .get_mut("stacktrace")
+                .and_then(|s| s.get_mut("frames"))
+                .and_then(Value::as_array_mut);
+            for frame in frames
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_object_mut)
+            {
+                let emptied = frame
+                    .get_mut("data")
+                    .and_then(Value::as_object_mut)
+                    .is_some_and(|data| {
+                        let had = data.remove("symbolicator_status").is_some();
+                        data.remove("symbolicator_reason");
+                        had && data.is_empty()
+                    });
+                if emptied {
+                    frame.remove("data");
+                }
+            }
+        }
+    }
+    if let Some(errors) = event.get_mut("errors").and_then(Value::as_array_mut) {
+        errors.retain(|e| {
+            !e.get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.starts_with("js_"))
+        });
+    }
+}
+
 /// What every frame of one event is resolved with.
 struct EventContext {
     project_id: i64,
@@ -937,6 +985,44 @@ mod tests {
             assert_eq!(e["errors"][0]["reason"], code);
             assert!(e["exception"]["values"][0].get("raw_stacktrace").is_none());
         }
+    }
+
+    #[test]
+    fn restored_events_resolve_once_their_maps_are_uploaded() {
+        let f = Fixture::new();
+        let url = "https://shop.example/app.min.js";
+        let sent = event(url, 1, 16, None, Some(DEBUG_ID));
+        let mut e = f.run(sent.clone());
+        assert_eq!(status(&e), "missing_debug_id_artifact");
+        restore(&mut e);
+        assert_eq!(e["exception"], sent["exception"]);
+        assert_eq!(e["errors"], json!([]));
+        f.upload(
+            "",
+            vec![
+                file(
+                    "~/app.min.js",
+                    "minified_source",
+                    Some(DEBUG_ID),
+                    None,
+                    MINIFIED.as_bytes(),
+                ),
+                file(
+                    "~/app.min.js.map",
+                    "source_map",
+                    Some(DEBUG_ID),
+                    None,
+                    &map_json(Some(DEBUG_ID)),
+                ),
+            ],
+        );
+        let mut e = f.run(e);
+        assert_eq!(top(&e)["function"], "applyDiscount");
+        restore(&mut e);
+        assert_eq!(
+            e["exception"], sent["exception"],
+            "the minified frames come back"
+        );
     }
 
     #[test]
