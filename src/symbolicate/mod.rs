@@ -516,8 +516,12 @@ fn position(frame: &Value) -> Option<(String, u64, u64)> {
     if abs_path.is_empty() || line == 0 || line > u32::MAX as u64 || column > u32::MAX as u64 {
         return None;
     }
-    // Frames of the engine itself (`<anonymous>`, `native`) name no file.
-    if !(abs_path.contains('/') || abs_path.contains('.')) {
+    // Frames of the engine itself (`<anonymous>`, `native`, `node:internal/…`) name no file.
+    if !(abs_path.contains('/') || abs_path.contains('.'))
+        || abs_path.starts_with("node:")
+        || abs_path.starts_with('<')
+        || abs_path.starts_with('[')
+    {
         return None;
     }
     Some((abs_path.to_string(), line, column))
@@ -1057,5 +1061,11 @@ mod tests {
         python["platform"] = json!("python");
         let before = python.clone();
         assert_eq!(f.run(python), before);
+        let internal = event("node:internal/process/task_queues", 95, 5, Some("r"), None);
+        assert_eq!(
+            f.run(internal.clone()),
+            internal,
+            "engine frames are not looked up"
+        );
     }
 }
