@@ -312,12 +312,17 @@ async fn assemble(
         );
     }
     let release_key = target.release.clone().unwrap_or_default();
-    if state
+    if let Some(bundle_id) = state
         .store
         .bundle_by_checksum(org.id, &checksum, &release_key)
         .await?
-        .is_some()
     {
+        if !target.project_ids.is_empty() {
+            state
+                .store
+                .add_bundle_projects(bundle_id, &target.project_ids)
+                .await?;
+        }
         return answer("ok", Vec::new(), None);
     }
     if chunks.is_empty() {

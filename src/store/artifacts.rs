@@ -108,6 +108,9 @@ pub trait ArtifactStore: Send + Sync {
         checksum: &str,
         release: &str,
     ) -> StoreResult<Option<i64>>;
+    /// Lets a stored bundle also serve these projects (the same bundle uploaded for another
+    /// project). A bundle that serves every project of its organization stays so.
+    async fn add_bundle_projects(&self, bundle_id: i64, project_ids: &[i64]) -> StoreResult<()>;
     /// Stores a bundle and indexes its files, in one transaction; returns its id.
     async fn save_bundle(&self, bundle: NewBundle) -> StoreResult<i64>;
     /// The files of a release of an organization (when `project_id` is given, only those that

@@ -2489,6 +2489,30 @@ impl<B: Backend> ArtifactStore for SqlStore<B> {
         .await
     }
 
+    async fn add_bundle_projects(&self, bundle_id: i64, project_ids: &[i64]) -> StoreResult<()> {
+        let ids = project_ids.to_vec();
+        self.write(move |c| {
+            let serves_all = c
+                .query_opt(
+                    "SELECT 1 FROM artifact_bundle_projects WHERE bundle_id = ?1",
+                    &sql_params![bundle_id],
+                )?
+                .is_none();
+            if serves_all {
+                return Ok(());
+            }
+            for project_id in ids {
+                c.execute(
+                    "INSERT INTO artifact_bundle_projects (bundle_id, project_id) \
+                     VALUES (?1, ?2) ON CONFLICT (bundle_id, project_id) DO NOTHING",
+                    &sql_params![bundle_id, project_id],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn save_bundle(&self, bundle: NewBundle) -> StoreResult<i64> {
         use sha1::{Digest, Sha1};
         self.write(move |c| {

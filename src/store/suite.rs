@@ -4355,6 +4355,30 @@ async fn artifact_bundles_are_found_by_debug_id_and_url(db: &TestDb) {
             .must("bundle_by_checksum")
             .is_some()
     );
+    // The same bundle uploaded for the api project serves it too.
+    let first = s
+        .bundle_by_checksum(web.org_id, &"c".repeat(40), "")
+        .await
+        .must("bundle_by_checksum")
+        .expect("the bundle is found by its checksum");
+    s.add_bundle_projects(first, &[api.id, api.id])
+        .await
+        .must("add_bundle_projects");
+    assert!(
+        s.artifact_by_debug_id(api.id, debug_id, &["source_map"])
+            .await
+            .must("artifact_by_debug_id for the added project")
+            .is_some()
+    );
+    s.add_bundle_projects(first, &[])
+        .await
+        .must("add_bundle_projects with none");
+    assert_eq!(
+        s.artifact_by_debug_id(elsewhere.id, debug_id, &["source_map"])
+            .await
+            .must("artifact_by_debug_id elsewhere"),
+        None
+    );
     assert_eq!(
         s.bundle_by_checksum(web.org_id, &"c".repeat(40), "r1")
             .await
