@@ -327,27 +327,43 @@ fn missing_maps_say_why_then_reprocessing_resolves() {
             &dir.path().join("static").to_string_lossy(),
         ],
     );
+    // The page offers reprocessing; its button digests the issue's events again.
+    let action = format!("/organizations/{ORG}/issues/{issue}/reprocess");
+    assert!(html.contains(&format!("action=\"{action}\"")), "{html}");
+    let answer = web.post(&action, &[("csrf", &page.csrf())]);
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    let path = format!("/api/0/projects/{ORG}/{PROJECT}/events/{id}/");
+    let wait_resolved = |server: &Server| {
+        wait_until("the reprocessed event to be resolved", || {
+            let (status, body) = server.get(&path);
+            if status != 200 {
+                return Err(format!("{status}: {body}"));
+            }
+            let event: Value = serde_json::from_str(&body).map_err(|e| format!("{status}: {e}"))?;
+            let frames = exception(&event)["stacktrace"]["frames"].clone();
+            match frames.as_array().and_then(|f| f.last()) {
+                Some(top) if top["function"] == "applyDiscountCode" => Ok(event),
+                _ => Err(format!("{status}: {frames}")),
+            }
+        })
+    };
+    let resolved = wait_resolved(&server);
+    assert_resolved(&resolved, "release");
+    // The API does the same (here on the issue the event now belongs to).
+    let new_issue = resolved["groupID"].as_str().unwrap();
     let answer = post(
         &server,
-        &format!("issues/{issue}/reprocess/"),
+        &format!("issues/{new_issue}/reprocess/"),
         "application/json",
         b"{}",
     );
     assert_eq!(answer.expect(202)["reprocessing"], 1);
-    let path = format!("/api/0/projects/{ORG}/{PROJECT}/events/{id}/");
-    let resolved = wait_until("the reprocessed event to be resolved", || {
-        let (status, body) = server.get(&path);
-        if status != 200 {
-            return Err(format!("{status}: {body}"));
-        }
-        let event: Value = serde_json::from_str(&body).map_err(|e| format!("{status}: {e}"))?;
-        let frames = exception(&event)["stacktrace"]["frames"].clone();
-        match frames.as_array().and_then(|f| f.last()) {
-            Some(top) if top["function"] == "applyDiscountCode" => Ok(event),
-            _ => Err(format!("{status}: {frames}")),
-        }
-    });
+    let resolved = wait_resolved(&server);
     assert_resolved(&resolved, "release");
+    assert_eq!(
+        resolved["groupID"], new_issue,
+        "the same frames group the same way"
+    );
     assert!(
         !resolved["errors"]
             .as_array()

@@ -4,6 +4,7 @@
 //!
 //! - [`bundle`]: unpacking an uploaded artifact bundle (`SYSB` + ZIP + `manifest.json`).
 //! - [`urls`]: `~/` URL matching and map references relative to a file.
+//! - [`reprocess`]: an issue's events digested again once their maps are there.
 //!
 //! For each frame with `abs_path`, `lineno` and `colno` in a `javascript` or `node` event, the
 //! map is found by the debug id the SDK reported for the frame's file
@@ -19,6 +20,7 @@
 //! stale (a deleted file may be used until it is evicted).
 
 pub mod bundle;
+pub mod reprocess;
 pub mod urls;
 
 use std::collections::HashMap;

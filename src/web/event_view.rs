@@ -281,6 +281,8 @@ pub struct EventView {
     /// Outermost first; the rest are its causes.
     pub exceptions: Vec<Exception>,
     pub exceptions_omitted: usize,
+    /// Some frame could not be resolved with a source map (reprocessing may help).
+    pub unresolved_frames: bool,
     /// Threads with stack traces (only when there is no exception).
     pub threads: Vec<Thread>,
     /// A stack trace attached to a message event.
@@ -366,9 +368,14 @@ pub fn build(payload: &Value, grouping: &Value, timestamp: f64) -> EventView {
             None => clip(name, 200),
         })
     });
+    let unresolved_frames = exceptions
+        .iter()
+        .filter_map(|e| e.stack.as_ref())
+        .any(|s| s.frames.iter().any(|f| f.unresolved.is_some()));
     EventView {
         level,
         platform: text_at(p, "platform", 64),
+        unresolved_frames,
         exceptions,
         exceptions_omitted,
         threads,
