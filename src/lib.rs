@@ -9,7 +9,9 @@
 //!    `fdatasync` covers every request of a batch, and a request is answered 200 only after its
 //!    bytes are on disk. On start, whatever was not yet digested is replayed.
 //! 3. [`digest`] — a worker reads the spool in batches: normalize → fingerprint → group → store,
-//!    and records how far it got in the same transaction as the data it stored.
+//!    and records how far it got in the same transaction as the data it stored. JavaScript
+//!    frames are first resolved with uploaded source maps ([`symbolicate`]), so grouping sees
+//!    the original code.
 //! 4. [`store`] — the one storage interface ([`store::Store`]), written once in SQL that both
 //!    engines run: SQLite (the embedded default) and PostgreSQL (several nodes on one database).
 //! 5. [`api`] — Sentry's web API (`/api/0/…`) over the stored issues and events.
@@ -27,4 +29,5 @@ pub mod ingest;
 pub mod server;
 pub mod spool;
 pub mod store;
+pub mod symbolicate;
 pub mod web;

@@ -106,6 +106,11 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> 
             &state.public_url,
             wake_delivery.clone(),
         )),
+        symbolicator: Some(Arc::new(crate::symbolicate::Symbolicator::new(
+            store.clone(),
+            tokio::runtime::Handle::current(),
+            crate::symbolicate::CACHE_BYTES,
+        ))),
     }));
     let delivery = tokio::spawn(crate::alerts::deliver::run(
         store.clone(),

@@ -146,6 +146,43 @@ fn an_sqlite_installation_moves_to_postgres_with_everything_in_place() {
         .send_json(json!({"status": "resolved"}))
         .unwrap();
     assert_eq!(resp.status(), 200);
+    // A release file (a source map) and an upload chunk, stored as bytes.
+    let map = br#"{"version":3,"sources":["a.js"],"names":[],"mappings":"AAAA"}"#;
+    let boundary = "migrate-boundary";
+    let mut body = Vec::new();
+    for (name, filename, data) in [
+        ("file", Some("app.js.map"), &map[..]),
+        ("name", None, &b"~/app.js.map"[..]),
+    ] {
+        body.extend(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"").bytes(),
+        );
+        if let Some(f) = filename {
+            body.extend(format!("; filename=\"{f}\"").bytes());
+        }
+        body.extend(b"\r\n\r\n");
+        body.extend(data);
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").bytes());
+    let resp = agent()
+        .post(&format!(
+            "{}/api/0/projects/acme/shop/releases/shop@1.0/files/",
+            server.url
+        ))
+        .header("Authorization", &format!("Bearer {token}"))
+        .header(
+            "Content-Type",
+            &format!("multipart/form-data; boundary={boundary}"),
+        )
+        .send(&body[..])
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let files_url = format!(
+        "{}/api/0/projects/acme/shop/releases/shop@1.0/files/",
+        server.url
+    );
+    let (_, files_before) = get(&files_url, &token);
     drop(server);
 
     // Copy, twice: the second run finds everything in place and still verifies.
@@ -176,6 +213,9 @@ fn an_sqlite_installation_moves_to_postgres_with_everything_in_place() {
         "session_counts",
         "outcomes",
         "api_tokens",
+        "artifact_bundles",
+        "artifact_bundle_projects",
+        "artifact_files",
     ] {
         let n = source
             .iter()
@@ -193,6 +233,15 @@ fn an_sqlite_installation_moves_to_postgres_with_everything_in_place() {
     );
     let (status, after) = get(&issues_url, &token);
     assert_eq!(status, 200, "the old token works: {after}");
+    let files_url = format!(
+        "{}/api/0/projects/acme/shop/releases/shop@1.0/files/",
+        server.url
+    );
+    assert_eq!(
+        get(&files_url, &token).1,
+        files_before,
+        "release files (and their SHA-1) are in place"
+    );
     let pick = |list: &Value| -> Vec<(String, String, String, String)> {
         let mut v: Vec<_> = list
             .as_array()

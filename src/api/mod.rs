@@ -3,14 +3,18 @@
 //! - [`search`]: the issue search language (`is:unresolved browser:Chrome free text`).
 //! - [`serialize`]: issues and events in Sentry's JSON shapes.
 //! - [`issues`], [`events`], [`projects`], [`alerts`]: one file per resource.
+//! - [`artifacts`]: source map uploads (chunk upload, artifact bundles, release files).
+//! - [`reprocess`]: an issue's events digested again (after their maps were uploaded).
 //!
 //! Every route needs `Authorization: Bearer <token>` and checks that the user may see the
 //! project involved (superusers see everything, members see their organizations' projects).
 
 pub mod alerts;
+pub mod artifacts;
 pub mod events;
 pub mod issues;
 pub mod projects;
+pub mod reprocess;
 pub mod search;
 pub mod serialize;
 
@@ -24,6 +28,7 @@ use crate::store::{Project, User};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .merge(artifacts::routes())
         .route("/api/0/", get(projects::index))
         .route("/api/0/organizations/", get(projects::organizations))
         .route("/api/0/projects/", get(projects::all))

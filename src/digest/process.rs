@@ -16,14 +16,21 @@ use crate::spool::{Record, RecordKind};
 use crate::store::{
     DigestBatch, NewAttachment, NewEvent, NewUserReport, Outcome, SessionCounts, SessionUser,
 };
+use crate::symbolicate::Symbolicator;
 
 use super::normalize::{NormalizeContext, NormalizeLimits, normalize};
 use super::{grouping, security, tags, title};
 
 /// Processes one spooled request into `batch`.
-pub fn record(record: &Record, limits: &Limits, batch: &mut DigestBatch) {
+pub fn record(
+    record: &Record,
+    limits: &Limits,
+    symbolicator: Option<&Symbolicator>,
+    batch: &mut DigestBatch,
+) {
     let meta = &record.meta;
     let ctx = RecordContext {
+        symbolicator,
         project_id: meta.project_id,
         event_id: meta.event_id.as_deref(),
         received: meta.received,
@@ -95,6 +102,8 @@ fn envelope_items(env: &Envelope, mut ctx: RecordContext, batch: &mut DigestBatc
 }
 
 struct RecordContext<'a> {
+    /// Resolves JavaScript frames with uploaded source maps before grouping.
+    symbolicator: Option<&'a Symbolicator>,
     project_id: i64,
     event_id: Option<&'a str>,
     received: f64,
@@ -152,6 +161,9 @@ impl RecordContext<'_> {
         };
         if normalize(&mut event, &ctx).is_err() {
             return self.dropped(batch, "error", "not_an_object");
+        }
+        if let Some(symbolicator) = self.symbolicator {
+            symbolicator.symbolicate(self.project_id, &mut event);
         }
         let grouping = grouping::group(&event);
         let str_of = |k: &str| event.get(k).and_then(Value::as_str).map(str::to_string);

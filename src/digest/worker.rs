@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::config::Limits;
 use crate::spool::{Position, Record, Spool};
 use crate::store::{DigestBatch, Store};
+use crate::symbolicate::Symbolicator;
 
 use super::process;
 
@@ -26,6 +27,8 @@ pub struct Worker {
     pub limits: Arc<Limits>,
     /// Alert rules are evaluated on every stored batch.
     pub alerts: Arc<crate::alerts::evaluate::Evaluator>,
+    /// Resolves JavaScript frames with uploaded source maps.
+    pub symbolicator: Option<Arc<Symbolicator>>,
 }
 
 /// A processed batch on its way from the processing stage to the storing stage.
@@ -67,6 +70,7 @@ async fn process_stage(w: &Worker, start: Position, tx: tokio::sync::mpsc::Sende
         };
         let limits = w.limits.clone();
         let node_id = w.node_id.clone();
+        let symbolicator = w.symbolicator.clone();
         // While requests keep arriving, acknowledging them comes first: digestion then takes
         // one core and catches up on all of them once the burst is over.
         let now_written = w.spool.written();
@@ -75,7 +79,8 @@ async fn process_stage(w: &Worker, start: Position, tx: tokio::sync::mpsc::Sende
         let joined = tokio::task::spawn_blocking(move || {
             let records = r.read(end, BATCH_RECORDS, BATCH_BYTES);
             let batch = records.map(|records| {
-                let mut batch = process_parallel(&records, &limits, threads);
+                let mut batch =
+                    process_parallel(&records, &limits, symbolicator.as_deref(), threads);
                 batch.node_id = node_id;
                 batch.position = r.position();
                 (records.len(), Arc::new(batch))
@@ -243,12 +248,13 @@ async fn store_piecewise(w: &Worker, batch: &DigestBatch, before: Position) {
 fn process_parallel(
     records: &[(Record, Position)],
     limits: &Limits,
+    sym: Option<&Symbolicator>,
     threads: usize,
 ) -> DigestBatch {
     if threads < 2 || records.len() < PARALLEL_FROM {
         let mut batch = DigestBatch::default();
         for (record, _) in records {
-            record_guarded(record, limits, &mut batch);
+            record_guarded(record, limits, sym, &mut batch);
         }
         return batch;
     }
@@ -261,7 +267,7 @@ fn process_parallel(
         .map(|part| {
             let mut batch = DigestBatch::default();
             for (record, _) in part {
-                record_guarded(record, limits, &mut batch);
+                record_guarded(record, limits, sym, &mut batch);
             }
             batch
         })
@@ -275,10 +281,15 @@ fn process_parallel(
 
 /// Processes one record; a bug that panics on some input costs that record, not digestion as a
 /// whole (it is logged and counted as an outcome, and the rest of the spool goes on).
-fn record_guarded(record: &Record, limits: &Limits, batch: &mut DigestBatch) {
+fn record_guarded(
+    record: &Record,
+    limits: &Limits,
+    sym: Option<&Symbolicator>,
+    batch: &mut DigestBatch,
+) {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut part = DigestBatch::default();
-        process::record(record, limits, &mut part);
+        process::record(record, limits, sym, &mut part);
         part
     }));
     match outcome {

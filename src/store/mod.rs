@@ -1,5 +1,6 @@
 //! Storage: the one interface every backend implements, and the records it speaks in.
 //!
+//! - [`artifacts`]: uploaded source maps and sources ([`ArtifactStore`], part of [`Store`]).
 //! - [`Store`]: the domain-shaped trait (users, web sessions, members and invitations, projects,
 //!   keys, digest batches, issues and their history, events, alert rules and the outbox of
 //!   notifications).
@@ -10,6 +11,7 @@
 //!
 //! Handlers hold an `Arc<dyn Store>`; the database URL picks the engine at start ([`open`]).
 
+pub mod artifacts;
 pub mod db;
 pub mod postgres;
 pub mod sql;
@@ -24,6 +26,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::spool::Position;
+
+pub use artifacts::{ArtifactFile, ArtifactStore, BundleKind, NewArtifactFile, NewBundle};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -575,7 +579,7 @@ pub enum EventPick {
 
 /// The storage interface. Every method is one short transaction.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: ArtifactStore + Send + Sync {
     // --- health and the spool cursor ---
     /// Whether the database answers and accepts writes.
     async fn healthy(&self) -> bool;

@@ -2365,3 +2365,324 @@ fn find_or_create_issue(
     result.new_issues.push(id);
     Ok((id, Known::Open))
 }
+
+const ARTIFACT_COLS: &str = "f.id, f.bundle_id, f.release, f.dist, f.url, f.file_type, \
+                             f.debug_id, f.sourcemap, f.headers, f.size, f.sha1, f.date_created";
+fn artifact_row(r: &Row) -> StoreResult<ArtifactFile> {
+    Ok(ArtifactFile {
+        id: r.int(0)?,
+        bundle_id: r.int(1)?,
+        release: r.text(2)?,
+        dist: r.text(3)?,
+        url: r.text(4)?,
+        file_type: r.text(5)?,
+        debug_id: r.opt_text(6)?,
+        sourcemap: r.opt_text(7)?,
+        headers: serde_json::from_str(&r.text(8)?).unwrap_or(Value::Null),
+        size: r.int(9)?,
+        sha1: r.text(10)?,
+        date_created: r.real(11)?,
+    })
+}
+
+/// Files that serve project `?1`: of its organization, from a bundle for that project or for
+/// every project of the organization.
+const SERVES_PROJECT: &str = "JOIN projects p ON p.id = ?1 AND p.org_id = f.org_id \
+     WHERE (EXISTS (SELECT 1 FROM artifact_bundle_projects bp \
+                    WHERE bp.bundle_id = f.bundle_id AND bp.project_id = ?1) \
+            OR NOT EXISTS (SELECT 1 FROM artifact_bundle_projects bp \
+                           WHERE bp.bundle_id = f.bundle_id))";
+
+#[async_trait]
+impl<B: Backend> ArtifactStore for SqlStore<B> {
+    async fn put_chunks(
+        &self,
+        org_id: i64,
+        chunks: Vec<(String, Vec<u8>)>,
+        expires: f64,
+        now: f64,
+    ) -> StoreResult<()> {
+        self.write(move |c| {
+            c.execute(
+                "DELETE FROM artifact_chunks WHERE expires < ?1",
+                &sql_params![now],
+            )?;
+            for (sha1, data) in chunks {
+                c.execute(
+                    "INSERT INTO artifact_chunks (org_id, sha1, data, expires) \
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (org_id, sha1) \
+                     DO UPDATE SET expires = excluded.expires",
+                    &sql_params![org_id, sha1, data, expires],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn missing_chunks(
+        &self,
+        org_id: i64,
+        sha1s: &[String],
+        now: f64,
+    ) -> StoreResult<Vec<String>> {
+        let wanted = sha1s.to_vec();
+        self.read(move |c| {
+            let mut present = BTreeSet::new();
+            for part in wanted.chunks(500) {
+                let mut params = sql_params![org_id, now].to_vec();
+                params.extend(part.iter().map(SqlValue::from));
+                let rows = c.query(
+                    &format!(
+                        "SELECT sha1 FROM artifact_chunks WHERE org_id = ?1 AND expires >= ?2 \
+                         AND sha1 IN ({})",
+                        placeholders(3, part.len())
+                    ),
+                    &params,
+                )?;
+                for r in rows {
+                    present.insert(r.text(0)?);
+                }
+            }
+            let mut seen = BTreeSet::new();
+            Ok(wanted
+                .into_iter()
+                .filter(|s| !present.contains(s) && seen.insert(s.clone()))
+                .collect())
+        })
+        .await
+    }
+
+    async fn chunks(&self, org_id: i64, sha1s: &[String]) -> StoreResult<Vec<Vec<u8>>> {
+        let wanted = sha1s.to_vec();
+        self.read(move |c| {
+            wanted
+                .iter()
+                .map(|sha1| {
+                    c.query_one(
+                        "SELECT data FROM artifact_chunks WHERE org_id = ?1 AND sha1 = ?2",
+                        &sql_params![org_id, sha1],
+                    )?
+                    .blob(0)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn bundle_by_checksum(
+        &self,
+        org_id: i64,
+        checksum: &str,
+        release: &str,
+    ) -> StoreResult<Option<i64>> {
+        let params = sql_params![org_id, checksum, release];
+        self.read(move |c| {
+            c.query_opt(
+                "SELECT id FROM artifact_bundles WHERE org_id = ?1 AND checksum = ?2 \
+                 AND release = ?3 ORDER BY id DESC LIMIT 1",
+                &params,
+            )?
+            .map(|r| r.int(0))
+            .transpose()
+        })
+        .await
+    }
+
+    async fn add_bundle_projects(&self, bundle_id: i64, project_ids: &[i64]) -> StoreResult<()> {
+        let ids = project_ids.to_vec();
+        self.write(move |c| {
+            let serves_all = c
+                .query_opt(
+                    "SELECT 1 FROM artifact_bundle_projects WHERE bundle_id = ?1",
+                    &sql_params![bundle_id],
+                )?
+                .is_none();
+            if serves_all {
+                return Ok(());
+            }
+            for project_id in ids {
+                c.execute(
+                    "INSERT INTO artifact_bundle_projects (bundle_id, project_id) \
+                     VALUES (?1, ?2) ON CONFLICT (bundle_id, project_id) DO NOTHING",
+                    &sql_params![bundle_id, project_id],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn save_bundle(&self, bundle: NewBundle) -> StoreResult<i64> {
+        use sha1::{Digest, Sha1};
+        self.write(move |c| {
+            let id = c
+                .query_one(
+                    "INSERT INTO artifact_bundles (org_id, checksum, kind, release, dist, \
+                     date_created) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                    &sql_params![
+                        bundle.org_id,
+                        &bundle.checksum,
+                        bundle.kind.as_str(),
+                        &bundle.release,
+                        &bundle.dist,
+                        bundle.now
+                    ],
+                )?
+                .int(0)?;
+            for project_id in &bundle.project_ids {
+                c.execute(
+                    "INSERT INTO artifact_bundle_projects (bundle_id, project_id) \
+                     VALUES (?1, ?2) ON CONFLICT (bundle_id, project_id) DO NOTHING",
+                    &sql_params![id, *project_id],
+                )?;
+            }
+            for f in bundle.files {
+                let sha1 = hex::encode(Sha1::digest(&f.data));
+                let size = f.data.len() as i64;
+                c.execute(
+                    "INSERT INTO artifact_files (bundle_id, org_id, release, dist, url, \
+                     file_type, debug_id, sourcemap, headers, size, sha1, data, date_created) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    &sql_params![
+                        id,
+                        bundle.org_id,
+                        &bundle.release,
+                        &bundle.dist,
+                        f.url,
+                        f.file_type,
+                        f.debug_id,
+                        f.sourcemap,
+                        f.headers.to_string(),
+                        size,
+                        sha1,
+                        f.data,
+                        bundle.now
+                    ],
+                )?;
+            }
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn release_files(
+        &self,
+        org_id: i64,
+        project_id: Option<i64>,
+        release: &str,
+    ) -> StoreResult<Vec<ArtifactFile>> {
+        let release = release.to_string();
+        self.read(move |c| {
+            let rows = match project_id {
+                Some(project_id) => c.query(
+                    &format!(
+                        "SELECT {ARTIFACT_COLS} FROM artifact_files f {SERVES_PROJECT} \
+                         AND f.org_id = ?2 AND f.release = ?3 ORDER BY f.id"
+                    ),
+                    &sql_params![project_id, org_id, release],
+                )?,
+                None => c.query(
+                    &format!(
+                        "SELECT {ARTIFACT_COLS} FROM artifact_files f \
+                         WHERE f.org_id = ?1 AND f.release = ?2 ORDER BY f.id"
+                    ),
+                    &sql_params![org_id, release],
+                )?,
+            };
+            all(rows, artifact_row)
+        })
+        .await
+    }
+
+    async fn delete_release_file(&self, org_id: i64, release: &str, id: i64) -> StoreResult<()> {
+        let params = sql_params![org_id, release, id];
+        self.write(move |c| {
+            changed(c.execute(
+                "DELETE FROM artifact_files WHERE org_id = ?1 AND release = ?2 AND id = ?3",
+                &params,
+            )?)
+        })
+        .await
+    }
+
+    async fn artifact_by_debug_id(
+        &self,
+        project_id: i64,
+        debug_id: &str,
+        file_types: &[&str],
+    ) -> StoreResult<Option<ArtifactFile>> {
+        let mut params = sql_params![project_id, debug_id].to_vec();
+        params.extend(file_types.iter().map(|t| SqlValue::from(*t)));
+        let n = file_types.len();
+        self.read(move |c| {
+            c.query_opt(
+                &format!(
+                    "SELECT {ARTIFACT_COLS} FROM artifact_files f {SERVES_PROJECT} \
+                     AND f.debug_id = ?2 AND f.file_type IN ({}) ORDER BY f.id DESC LIMIT 1",
+                    placeholders(3, n)
+                ),
+                &params,
+            )?
+            .map(|r| artifact_row(&r))
+            .transpose()
+        })
+        .await
+    }
+
+    async fn artifacts_by_url(
+        &self,
+        project_id: i64,
+        release: &str,
+        dist: &str,
+        urls: &[String],
+    ) -> StoreResult<Vec<ArtifactFile>> {
+        if urls.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut params = sql_params![project_id, release, dist].to_vec();
+        params.extend(urls.iter().map(SqlValue::from));
+        let n = urls.len();
+        self.read(move |c| {
+            all(
+                c.query(
+                    &format!(
+                        "SELECT {ARTIFACT_COLS} FROM artifact_files f {SERVES_PROJECT} \
+                         AND f.release = ?2 AND f.dist = ?3 AND f.url IN ({}) \
+                         ORDER BY f.id DESC",
+                        placeholders(4, n)
+                    ),
+                    &params,
+                )?,
+                artifact_row,
+            )
+        })
+        .await
+    }
+
+    async fn delete_events(&self, project_id: i64, event_ids: &[String]) -> StoreResult<u64> {
+        let ids = event_ids.to_vec();
+        self.write(move |c| {
+            let mut removed = 0;
+            for id in ids {
+                removed += c.execute(
+                    "DELETE FROM events WHERE project_id = ?1 AND event_id = ?2",
+                    &sql_params![project_id, id],
+                )?;
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn artifact_data(&self, id: i64) -> StoreResult<Vec<u8>> {
+        self.read(move |c| {
+            c.query_one(
+                "SELECT data FROM artifact_files WHERE id = ?1",
+                &sql_params![id],
+            )?
+            .blob(0)
+        })
+        .await
+    }
+}

@@ -245,6 +245,10 @@ store_tests! {
         issue_window_counts_events_and_users_postgres;
     existing_projects_get_the_default_rules => existing_projects_get_the_default_rules_sqlite,
         existing_projects_get_the_default_rules_postgres;
+    artifact_chunks => artifact_chunks_sqlite, artifact_chunks_postgres;
+    artifact_bundles_are_found_by_debug_id_and_url
+        => artifact_bundles_are_found_by_debug_id_and_url_sqlite,
+        artifact_bundles_are_found_by_debug_id_and_url_postgres;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -4205,4 +4209,266 @@ async fn existing_projects_get_the_default_rules(db: &TestDb) {
     // New projects get theirs at creation, as before.
     let p = setup_project(&s, "old", "fresh").await;
     assert_eq!(s.alert_rules(p.id).await.must("fresh rules").len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Artifacts (source maps)
+
+async fn artifact_chunks(db: &TestDb) {
+    let s = db.open().await;
+    let acme = setup_project(&s, "acme", "web").await;
+    let other = setup_project(&s, "globex", "web").await;
+    let (a, b) = ("a".repeat(40), "b".repeat(40));
+    s.put_chunks(
+        acme.org_id,
+        vec![(a.clone(), vec![0, 1, 2, 255])],
+        T0 + 60.0,
+        T0,
+    )
+    .await
+    .must("put_chunks");
+    // Uploading the same chunk again only extends it.
+    s.put_chunks(
+        acme.org_id,
+        vec![(a.clone(), vec![0, 1, 2, 255])],
+        T0 + 120.0,
+        T0,
+    )
+    .await
+    .must("put_chunks again");
+    assert_eq!(
+        s.missing_chunks(acme.org_id, &[a.clone(), b.clone(), b.clone()], T0)
+            .await
+            .must("missing_chunks"),
+        vec![b.clone()],
+        "missing chunks are named once"
+    );
+    assert_eq!(
+        s.missing_chunks(other.org_id, std::slice::from_ref(&a), T0)
+            .await
+            .must("missing_chunks of another org"),
+        vec![a.clone()],
+        "chunks belong to one organization"
+    );
+    assert_eq!(
+        s.chunks(acme.org_id, std::slice::from_ref(&a))
+            .await
+            .must("chunks"),
+        [vec![0u8, 1, 2, 255]]
+    );
+    expect_not_found(
+        s.chunks(acme.org_id, &[a.clone(), b.clone()]).await,
+        "a missing chunk",
+    );
+    // Expired chunks count as missing, and the next upload drops them.
+    assert_eq!(
+        s.missing_chunks(acme.org_id, std::slice::from_ref(&a), T0 + 121.0)
+            .await
+            .must("missing_chunks after expiry"),
+        vec![a.clone()]
+    );
+    s.put_chunks(
+        acme.org_id,
+        vec![(b.clone(), vec![9])],
+        T0 + 500.0,
+        T0 + 200.0,
+    )
+    .await
+    .must("put_chunks later");
+    expect_not_found(s.chunks(acme.org_id, &[a]).await, "an expired chunk");
+}
+
+async fn artifact_bundles_are_found_by_debug_id_and_url(db: &TestDb) {
+    let s = db.open().await;
+    let web = setup_project(&s, "acme", "web").await;
+    let api = setup_project(&s, "acme", "api").await;
+    let elsewhere = setup_project(&s, "globex", "web").await;
+    let debug_id = "3b1cb0b8-8a4c-4c1b-9c7a-6b2f3e0a1d11";
+    let file = |url: &str, ty: &str, debug_id: Option<&str>, data: &[u8]| NewArtifactFile {
+        url: url.into(),
+        file_type: ty.into(),
+        debug_id: debug_id.map(str::to_string),
+        sourcemap: (ty == "minified_source").then(|| "app.min.js.map".to_string()),
+        headers: json!({"sourcemap": "app.min.js.map"}),
+        data: data.to_vec(),
+    };
+    let bundle = |project_ids: Vec<i64>, release: &str, dist: &str, files| NewBundle {
+        org_id: web.org_id,
+        checksum: "c".repeat(40),
+        kind: BundleKind::ArtifactBundle,
+        project_ids,
+        release: release.into(),
+        dist: dist.into(),
+        files,
+        now: T0,
+    };
+    s.save_bundle(bundle(
+        vec![web.id],
+        "",
+        "",
+        vec![
+            file("~/app.min.js", "minified_source", Some(debug_id), b"min"),
+            file(
+                "~/app.min.js.map",
+                "source_map",
+                Some(debug_id),
+                b"{\"version\":3}",
+            ),
+        ],
+    ))
+    .await
+    .must("save a debug-id bundle");
+    let map = s
+        .artifact_by_debug_id(web.id, debug_id, &["source_map"])
+        .await
+        .must("artifact_by_debug_id")
+        .expect("the map is found by its debug id");
+    assert_eq!(map.url, "~/app.min.js.map");
+    assert_eq!(
+        s.artifact_data(map.id).await.must("artifact_data"),
+        b"{\"version\":3}"
+    );
+    assert_eq!(map.size, 13);
+    assert_eq!(map.sha1.len(), 40);
+    let minified = s
+        .artifact_by_debug_id(web.id, debug_id, &["minified_source", "source"])
+        .await
+        .must("minified by debug id")
+        .expect("the minified file is found by its debug id");
+    assert_eq!(minified.sourcemap.as_deref(), Some("app.min.js.map"));
+    assert_eq!(minified.headers["sourcemap"], "app.min.js.map");
+    for (project, what) in [
+        (api.id, "another project"),
+        (elsewhere.id, "another organization"),
+    ] {
+        assert_eq!(
+            s.artifact_by_debug_id(project, debug_id, &["source_map"])
+                .await
+                .must("artifact_by_debug_id elsewhere"),
+            None,
+            "{what} does not see the bundle"
+        );
+    }
+    assert!(
+        s.bundle_by_checksum(web.org_id, &"c".repeat(40), "")
+            .await
+            .must("bundle_by_checksum")
+            .is_some()
+    );
+    // The same bundle uploaded for the api project serves it too.
+    let first = s
+        .bundle_by_checksum(web.org_id, &"c".repeat(40), "")
+        .await
+        .must("bundle_by_checksum")
+        .expect("the bundle is found by its checksum");
+    s.add_bundle_projects(first, &[api.id, api.id])
+        .await
+        .must("add_bundle_projects");
+    assert!(
+        s.artifact_by_debug_id(api.id, debug_id, &["source_map"])
+            .await
+            .must("artifact_by_debug_id for the added project")
+            .is_some()
+    );
+    s.add_bundle_projects(first, &[])
+        .await
+        .must("add_bundle_projects with none");
+    assert_eq!(
+        s.artifact_by_debug_id(elsewhere.id, debug_id, &["source_map"])
+            .await
+            .must("artifact_by_debug_id elsewhere"),
+        None
+    );
+    assert_eq!(
+        s.bundle_by_checksum(web.org_id, &"c".repeat(40), "r1")
+            .await
+            .must("bundle_by_checksum of a release"),
+        None
+    );
+
+    // A release bundle for every project of the organization, then a newer upload of one file.
+    s.save_bundle(bundle(
+        Vec::new(),
+        "shop@1",
+        "",
+        vec![
+            file("~/static/app.js", "minified_source", None, b"old"),
+            file("~/static/app.js.map", "source_map", None, b"{}"),
+        ],
+    ))
+    .await
+    .must("save a release bundle");
+    s.save_bundle(bundle(
+        vec![web.id],
+        "shop@1",
+        "",
+        vec![file("~/static/app.js", "minified_source", None, b"new")],
+    ))
+    .await
+    .must("save a newer file");
+    let urls = [
+        "https://h/static/app.js".to_string(),
+        "~/static/app.js".to_string(),
+    ];
+    let found = s
+        .artifacts_by_url(web.id, "shop@1", "", &urls)
+        .await
+        .must("artifacts_by_url");
+    assert_eq!(found.len(), 2);
+    assert_eq!(
+        s.artifact_data(found[0].id).await.must("data"),
+        b"new",
+        "newest first"
+    );
+    let for_api = s
+        .artifacts_by_url(api.id, "shop@1", "", &urls)
+        .await
+        .must("artifacts_by_url for another project");
+    assert_eq!(
+        for_api.len(),
+        1,
+        "the organization-wide bundle serves every project"
+    );
+    assert!(
+        s.artifacts_by_url(web.id, "shop@1", "ios", &urls)
+            .await
+            .must("another dist")
+            .is_empty()
+    );
+    assert!(
+        s.artifacts_by_url(elsewhere.id, "shop@1", "", &urls)
+            .await
+            .must("another organization")
+            .is_empty()
+    );
+
+    // Release files: listed per organization or project, deleted one by one.
+    let all = s
+        .release_files(web.org_id, None, "shop@1")
+        .await
+        .must("release_files");
+    assert_eq!(all.len(), 3);
+    let of_api = s
+        .release_files(web.org_id, Some(api.id), "shop@1")
+        .await
+        .must("release_files of a project");
+    assert_eq!(of_api.len(), 2);
+    s.delete_release_file(web.org_id, "shop@1", all[0].id)
+        .await
+        .must("delete_release_file");
+    expect_not_found(
+        s.delete_release_file(web.org_id, "shop@1", all[0].id).await,
+        "deleting twice",
+    );
+    expect_not_found(
+        s.delete_release_file(web.org_id, "shop@2", all[1].id).await,
+        "deleting through another release",
+    );
+    assert_eq!(
+        s.release_files(web.org_id, None, "shop@1")
+            .await
+            .must("release_files after delete")
+            .len(),
+        2
+    );
 }

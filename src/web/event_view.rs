@@ -169,6 +169,10 @@ pub struct Frame {
     pub vars: Vec<Pair>,
     pub vars_omitted: usize,
     pub address: Option<String>,
+    /// Resolved with a source map: how (`source map via debug id`).
+    pub symbolicated: Option<String>,
+    /// Why a source map could not resolve the frame.
+    pub unresolved: Option<String>,
 }
 
 impl Frame {
@@ -180,6 +184,7 @@ impl Frame {
             || self.module.is_some()
             || self.package.is_some()
             || self.address.is_some()
+            || self.unresolved.is_some()
     }
 }
 
@@ -203,6 +208,8 @@ pub struct Exception {
     /// Shown after the one it caused ("caused by").
     pub is_cause: bool,
     pub stack: Option<Stack>,
+    /// The minified frames, when source maps rewrote the stack.
+    pub raw_stack: Option<Stack>,
 }
 
 /// One thread of the `threads` interface.
@@ -274,6 +281,8 @@ pub struct EventView {
     /// Outermost first; the rest are its causes.
     pub exceptions: Vec<Exception>,
     pub exceptions_omitted: usize,
+    /// Some frame could not be resolved with a source map (reprocessing may help).
+    pub unresolved_frames: bool,
     /// Threads with stack traces (only when there is no exception).
     pub threads: Vec<Thread>,
     /// A stack trace attached to a message event.
@@ -359,9 +368,14 @@ pub fn build(payload: &Value, grouping: &Value, timestamp: f64) -> EventView {
             None => clip(name, 200),
         })
     });
+    let unresolved_frames = exceptions
+        .iter()
+        .filter_map(|e| e.stack.as_ref())
+        .any(|s| s.frames.iter().any(|f| f.unresolved.is_some()));
     EventView {
         level,
         platform: text_at(p, "platform", 64),
+        unresolved_frames,
         exceptions,
         exceptions_omitted,
         threads,
@@ -455,6 +469,7 @@ fn exceptions(p: &Value) -> (Vec<Exception>, usize) {
                     .and_then(Value::as_bool),
                 is_cause: i > 0,
                 stack: e.get("stacktrace").and_then(stack),
+                raw_stack: e.get("raw_stacktrace").and_then(stack),
             }
         })
         .collect();
@@ -605,6 +620,16 @@ fn frame(f: &Value) -> Frame {
         vars,
         vars_omitted,
         address: text_at(f, "instruction_addr", 64),
+        symbolicated: (f.pointer("/data/symbolicated") == Some(&Value::Bool(true))).then(
+            || match f.pointer("/data/resolved_with").and_then(Value::as_str) {
+                Some("debug-id") => "source map (debug id)".to_string(),
+                Some("release") => "source map (release)".to_string(),
+                _ => "source map".to_string(),
+            },
+        ),
+        unresolved: f
+            .get("data")
+            .and_then(|d| text_at(d, "symbolicator_reason", 500)),
     }
 }
 

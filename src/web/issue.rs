@@ -47,6 +47,10 @@ pub fn routes() -> Router<AppState> {
         .route("/organizations/{org}/issues/{id}/status", post(set_status))
         .route("/organizations/{org}/issues/{id}/assign", post(assign))
         .route("/organizations/{org}/issues/{id}/comments", post(comment))
+        .route(
+            "/organizations/{org}/issues/{id}/reprocess",
+            post(reprocess),
+        )
 }
 
 /// Events per page of the events list.
@@ -905,6 +909,33 @@ async fn comment(
         .store
         .add_comment(issue.id, viewer.user.id, text, now())
         .await?;
+    Ok(Redirect::to(&issue_path(&org, issue.id)).into_response())
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST …/reprocess`: the issue's events digested again (after their source maps were
+/// uploaded).
+async fn reprocess(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path((org, id)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> WebResult {
+    viewer.check_csrf(&form.csrf)?;
+    let (issue, project) = viewer.issue(&state, &org, parse_id(&id)?).await?;
+    crate::symbolicate::reprocess::reprocess_issue(
+        state.store.as_ref(),
+        &state.spool,
+        project.id,
+        issue.id,
+    )
+    .await
+    .map_err(|e| WebError::Internal(e.to_string()))?;
     Ok(Redirect::to(&issue_path(&org, issue.id)).into_response())
 }
 
