@@ -142,6 +142,9 @@ pub struct ServeArgs {
     /// Seconds between retention sweeps.
     #[arg(long, env = "FAULTLINE_RETENTION_INTERVAL", default_value_t = 300)]
     pub retention_interval: u64,
+    /// Memory for parsed source maps kept per node, in MiB.
+    #[arg(long, env = "FAULTLINE_SOURCEMAP_CACHE_MB", default_value_t = 64)]
+    pub sourcemap_cache_mb: u64,
     #[command(flatten)]
     pub limits: Limits,
     #[command(flatten)]

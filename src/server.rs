@@ -109,7 +109,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> 
         symbolicator: Some(Arc::new(crate::symbolicate::Symbolicator::new(
             store.clone(),
             tokio::runtime::Handle::current(),
-            crate::symbolicate::CACHE_BYTES,
+            args.sourcemap_cache_mb.saturating_mul(1024 * 1024),
         ))),
     }));
     let delivery = tokio::spawn(crate::alerts::deliver::run(

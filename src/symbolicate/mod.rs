@@ -32,8 +32,6 @@ use sourcemap::{DecodedMap, SourceMap, SourceView};
 
 use crate::store::{ArtifactFile, Store, StoreError};
 
-/// Memory for parsed maps and sources kept per node.
-pub const CACHE_BYTES: u64 = 256 * 1024 * 1024;
 /// Largest map (or minified source) read during digestion.
 const MAX_FILE: i64 = 32 * 1024 * 1024;
 /// Frames looked at per event, and distinct files per event.
