@@ -2401,6 +2401,7 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
             r.events += 1;
             r.first_event = Some(r.first_event.map_or(ev.timestamp, |t| t.min(ev.timestamp)));
             r.last_event = Some(r.last_event.map_or(ev.timestamp, |t| t.max(ev.timestamp)));
+            r.first_received = Some(r.first_received.map_or(ev.received, |t| t.min(ev.received)));
         }
         let l = latest.entry(issue_id).or_insert((ev.timestamp, index));
         if ev.timestamp >= l.0 {
@@ -2610,7 +2611,7 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
     }
     let at = now();
     for ((project_id, release), d) in &releases {
-        add_release_delta(c, *project_id, release, d, at)?;
+        add_release_delta(c, *project_id, release, d, d.first_received.unwrap_or(at))?;
     }
     for o in &batch.outcomes {
         c.execute(
@@ -2862,6 +2863,8 @@ struct ReleaseDelta {
     last_event: Option<f64>,
     events: i64,
     new_groups: i64,
+    /// When the first of these events was received: the release's creation time if new.
+    first_received: Option<f64>,
 }
 
 /// Creates the release of a project if needed and adds what a batch did to it: one statement
