@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use common::ui::{api_get, send_event};
+use common::web::WebClient;
 use common::{ORG, PROJECT, Server, agent, answer, dsn_parts, wait_until};
 use serde_json::json;
 
@@ -382,4 +383,105 @@ fn events_and_sessions_fill_in_the_release() {
         listed["projects"][0]["healthData"]["crashFreeSessions"],
         75.0
     );
+}
+
+/// The issue page marks deploys on its trend and counts the events since the last deploy;
+/// the project's releases page lists the release with its figures; both escape what they
+/// show, and neither is shown to someone outside the project.
+#[test]
+fn deploys_and_releases_show_in_the_web_ui() {
+    let server = Server::start();
+    let home = tempfile::tempdir().unwrap();
+    let (h, r) = (home.path(), home.path());
+    let env = "<b>prod";
+    cli_ok(&server, h, r, &["releases", "new", VERSION]);
+    let id = send_event(
+        &server.url,
+        &server.dsn,
+        json!({"message": "Cart total is negative", "release": VERSION, "environment": env,
+               "timestamp": now() - 60.0}),
+    );
+    let issue_id = wait_until("the event is digested", || {
+        let a = api_get(
+            &server.url,
+            Some(&server.token),
+            &format!("/api/0/projects/{ORG}/{PROJECT}/events/{id}/"),
+        );
+        match a.status {
+            200 => Ok(a.body["groupID"].as_str().unwrap_or_default().to_string()),
+            s => Err(format!("{s}")),
+        }
+    });
+    cli_ok(&server, h, r, &["deploys", "new", "-r", VERSION, "-e", env]);
+    // Two more events after the deploy (one in another environment, which does not count).
+    for e in [env, env, "staging"] {
+        send_event(
+            &server.url,
+            &server.dsn,
+            json!({"message": "Cart total is negative", "release": VERSION, "environment": e}),
+        );
+    }
+    let client = WebClient::admin(&server);
+    let path = format!("/organizations/{ORG}/issues/{issue_id}/");
+    let body = wait_until("the events after the deploy are counted", || {
+        let page = client.get(&path);
+        let body = page.expect(200).to_string();
+        if body.contains("<strong>2</strong> events since the last deploy to") {
+            Ok(body)
+        } else {
+            Err(body)
+        }
+    });
+    assert!(body.contains("&#60;b&#62;prod"), "escaped environment");
+    assert!(
+        !body.contains("<b>prod"),
+        "no markup from an environment name"
+    );
+    assert!(
+        body.contains(r#"<rect class="marker deploy""#)
+            && body.contains(&format!(
+                "<title>{VERSION} deployed to &#60;b&#62;prod</title>"
+            )),
+        "the trend marks the deploy"
+    );
+
+    // The releases page, linked from the project's settings.
+    let settings = client.get(&format!(
+        "/organizations/{ORG}/projects/{PROJECT}/settings/"
+    ));
+    assert!(
+        settings
+            .expect(200)
+            .contains(r#"<a href="../releases/">Releases</a>"#)
+    );
+    let releases_path = format!("/organizations/{ORG}/projects/{PROJECT}/releases/");
+    let page = client.get(&releases_path);
+    let body = page.expect(200);
+    let row = body
+        .split(&format!("<tr data-release=\"{VERSION}\">"))
+        .nth(1)
+        .and_then(|rest| rest.split("</tr>").next())
+        .unwrap_or_else(|| panic!("the release has a row: {body}"));
+    assert!(
+        row.contains(r#"<td class="num new-issues">1</td>"#),
+        "{row}"
+    );
+    assert!(row.contains("not finalized"), "{row}");
+    assert!(row.contains("1 · last to &#60;b&#62;prod"), "{row}");
+
+    // Someone who is no member of the organization sees neither.
+    server.cli(
+        &["user", "create", "--email", "outsider@example.com"],
+        &[("FAULTLINE_PASSWORD", common::PASSWORD)],
+    );
+    let outsider = WebClient::login(&server, "outsider@example.com", common::PASSWORD);
+    assert_eq!(outsider.get(&releases_path).status, 404);
+    assert_eq!(outsider.get(&path).status, 404);
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
