@@ -238,6 +238,27 @@ fn sentry_cli_creates_commits_finalizes_and_deploys_a_release() {
         "{out}"
     );
 
+    // The next release gets only the commits made since the previous release's last one.
+    std::fs::write(r.join("cart.py"), "total = max(0, total or 0)\n").unwrap();
+    git(r, &["commit", "-q", "-am", "Treat a missing total as zero"]);
+    let next_head = git(r, &["rev-parse", "HEAD"]);
+    cli_ok(&server, h, r, &["releases", "new", "shop@1.3.0"]);
+    cli_ok(
+        &server,
+        h,
+        r,
+        &["releases", "set-commits", "shop@1.3.0", "--local"],
+    );
+    let next = api_get(
+        &server.url,
+        Some(&server.token),
+        &release_path("shop@1.3.0"),
+    )
+    .expect(200)
+    .clone();
+    assert_eq!(next["commitCount"], 1, "{next}");
+    assert_eq!(next["lastCommit"]["id"], next_head.as_str());
+
     // Archive hides a release from the list; restore brings it back; delete removes it.
     cli_ok(&server, h, r, &["releases", "new", "shop@0.9"]);
     let out = cli_ok(&server, h, r, &["releases", "archive", "shop@0.9"]);
