@@ -251,6 +251,8 @@ store_tests! {
         releases_commits_and_deploys_postgres;
     next_release_resolves_for_good => next_release_resolves_for_good_sqlite,
         next_release_resolves_for_good_postgres;
+    existing_events_make_their_releases => existing_events_make_their_releases_sqlite,
+        existing_events_make_their_releases_postgres;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -4716,4 +4718,89 @@ async fn next_release_resolves_for_good(db: &TestDb) {
         [b],
         "resolved for good: any event is a regression"
     );
+}
+
+/// A version-6 database (before releases) gets the releases its events and sessions named.
+async fn existing_events_make_their_releases(db: &TestDb) {
+    const BEFORE: usize = 6;
+    let old_data = "INSERT INTO organizations (slug, name, date_created) VALUES ('old', 'old', 1); \
+         INSERT INTO projects (org_id, slug, name, date_created) VALUES (1, 'legacy', 'legacy', 1); \
+         INSERT INTO issues (project_id, short_id, title, level, issue_type, first_seen, \
+         last_seen, first_release) VALUES (1, 1, 'a', 'error', 'error', 100, 300, '1.0'), \
+         (1, 2, 'b', 'error', 'error', 50, 50, '0.9'); \
+         INSERT INTO session_counts (project_id, release, environment, hour, started, crashed) \
+         VALUES (1, '2.0', 'production', 3600, 4, 1); \
+         INSERT INTO events (project_id, event_id, issue_id, timestamp, received, release, size, \
+         grouping, payload) VALUES (1, 'e1', 1, 100, 101, '1.0', 1, '{}', ?1), \
+         (1, 'e2', 1, 300, 301, '1.0', 1, '{}', ?1), (1, 'e3', 2, 50, 51, '0.9', 1, '{}', ?1)";
+    if let Some(path) = db.url.strip_prefix("sqlite://") {
+        let conn = rusqlite::Connection::open(path).expect("open the old SQLite database");
+        for sql in &super::sqlite::MIGRATIONS[..BEFORE] {
+            conn.execute_batch(sql).expect("an old migration");
+        }
+        conn.execute_batch(&format!("PRAGMA user_version = {BEFORE}"))
+            .expect("version");
+        let (batch, last) = old_data.rsplit_once("; ").expect("statements");
+        conn.execute_batch(batch).expect("old data");
+        conn.execute(last, [b"x".to_vec()]).expect("old events");
+    } else {
+        let client = pg_admin(&db.url).await;
+        client
+            .batch_execute(
+                "CREATE TABLE faultline_migrations (version BIGINT PRIMARY KEY, \
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+            )
+            .await
+            .expect("migrations table");
+        for (i, sql) in super::postgres::MIGRATIONS[..BEFORE].iter().enumerate() {
+            client.batch_execute(sql).await.expect("an old migration");
+            client
+                .execute(
+                    "INSERT INTO faultline_migrations (version) VALUES ($1)",
+                    &[&(i as i64 + 1)],
+                )
+                .await
+                .expect("version");
+        }
+        let (batch, last) = old_data.rsplit_once("; ").expect("statements");
+        client.batch_execute(batch).await.expect("old data");
+        client
+            .execute(&last.replace("?1", "$1"), &[&b"x".to_vec()])
+            .await
+            .expect("old events");
+    }
+
+    let s = db.open().await;
+    let org = s.organization("old").await.must("old organization");
+    let summary = |r: &Release| {
+        let p = &r.projects[0];
+        (
+            r.date_created,
+            p.slug.clone(),
+            p.event_count,
+            p.new_groups,
+            p.first_event,
+            p.last_event,
+        )
+    };
+    let r = s.release(org.id, "1.0").await.must("release 1.0");
+    assert_eq!(
+        summary(&r),
+        (101.0, "legacy".into(), 2, 1, Some(100.0), Some(300.0))
+    );
+    let r = s.release(org.id, "0.9").await.must("release 0.9");
+    assert_eq!(
+        summary(&r),
+        (51.0, "legacy".into(), 1, 1, Some(50.0), Some(50.0))
+    );
+    let r = s
+        .release(org.id, "2.0")
+        .await
+        .must("release of the sessions");
+    assert_eq!(summary(&r), (3600.0, "legacy".into(), 0, 0, None, None));
+    let h = s
+        .release_health(&[r.projects[0].project_id], "2.0", None, 7200.0)
+        .await
+        .must("health");
+    assert_eq!(h[0].crash_free_sessions(), Some(75.0));
 }
