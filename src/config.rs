@@ -66,6 +66,8 @@ impl GlobalArgs {
     }
 }
 
+// One `Command` is parsed per process: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default when no subcommand is given).

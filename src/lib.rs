@@ -14,7 +14,10 @@
 //!    the original code.
 //! 4. [`store`] — the one storage interface ([`store::Store`]), written once in SQL that both
 //!    engines run: SQLite (the embedded default) and PostgreSQL (several nodes on one database).
-//! 5. [`api`] — Sentry's web API (`/api/0/…`) over the stored issues and events.
+//!    Storing a batch also keeps each release it names up to date (one upsert per project and
+//!    release), and a newer release finishes issues resolved "in the next release".
+//! 5. [`api`] — Sentry's web API (`/api/0/…`) over the stored issues, events and releases
+//!    (what `sentry-cli releases` and `deploys` call).
 //!
 //! [`server`] wires these together; [`cli`] holds the subcommands; [`config`] every setting.
 

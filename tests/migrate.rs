@@ -183,6 +183,20 @@ fn an_sqlite_installation_moves_to_postgres_with_everything_in_place() {
         server.url
     );
     let (_, files_before) = get(&files_url, &token);
+    // The events made release shop@1.0; give it a commit and a deploy.
+    let release_url = format!("{}/api/0/organizations/acme/releases/shop@1.0/", server.url);
+    let resp = agent()
+        .put(&release_url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .send_json(json!({"commits": [{"id": "c0ffee", "author_name": "Jane"}]}))
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = agent()
+        .post(&format!("{release_url}deploys/"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .send_json(json!({"environment": "production"}))
+        .unwrap();
+    assert_eq!(resp.status(), 201);
     drop(server);
 
     // Copy, twice: the second run finds everything in place and still verifies.
@@ -216,6 +230,10 @@ fn an_sqlite_installation_moves_to_postgres_with_everything_in_place() {
         "artifact_bundles",
         "artifact_bundle_projects",
         "artifact_files",
+        "releases",
+        "release_projects",
+        "release_commits",
+        "deploys",
     ] {
         let n = source
             .iter()
@@ -278,6 +296,20 @@ fn an_sqlite_installation_moves_to_postgres_with_everything_in_place() {
         &token,
     );
     assert_eq!(reports.as_array().map(Vec::len), Some(2), "{reports}");
+    let (status, release) = get(
+        &format!("{}/api/0/organizations/acme/releases/shop@1.0/", server.url),
+        &token,
+    );
+    assert_eq!(status, 200, "{release}");
+    assert_eq!(
+        (
+            &release["eventCount"],
+            &release["commitCount"],
+            &release["lastDeploy"]["environment"]
+        ),
+        (&json!(3), &json!(1), &json!("production")),
+        "{release}"
+    );
 
     // New data gets new ids after the copied ones (sequences moved), with the old DSN.
     post_envelope(

@@ -2,9 +2,9 @@
 //!
 //! - [`search`]: the issue search language (`is:unresolved browser:Chrome free text`).
 //! - [`serialize`]: issues and events in Sentry's JSON shapes.
-//! - [`issues`], [`events`], [`projects`], [`alerts`]: one file per resource.
 //! - [`artifacts`]: source map uploads (chunk upload, artifact bundles, release files).
 //! - [`reprocess`]: an issue's events digested again (after their maps were uploaded).
+//! - [`issues`], [`events`], [`projects`], [`alerts`], [`releases`]: one file per resource.
 //!
 //! Every route needs `Authorization: Bearer <token>` and checks that the user may see the
 //! project involved (superusers see everything, members see their organizations' projects).
@@ -14,6 +14,7 @@ pub mod artifacts;
 pub mod events;
 pub mod issues;
 pub mod projects;
+pub mod releases;
 pub mod reprocess;
 pub mod search;
 pub mod serialize;
@@ -84,6 +85,37 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/0/projects/{org}/{project}/events/{event_id}/attachments/{attachment_id}/",
             get(events::attachment),
+        )
+        .route(
+            "/api/0/organizations/{org}/releases/",
+            get(releases::list_org).post(releases::create_org),
+        )
+        .route(
+            "/api/0/organizations/{org}/releases/{version}/",
+            get(releases::get)
+                .put(releases::update)
+                .delete(releases::delete),
+        )
+        .route(
+            "/api/0/organizations/{org}/releases/{version}/commits/",
+            get(releases::commits),
+        )
+        .route(
+            "/api/0/organizations/{org}/releases/{version}/previous-with-commits/",
+            get(releases::previous_with_commits),
+        )
+        .route(
+            "/api/0/organizations/{org}/releases/{version}/deploys/",
+            get(releases::deploys).post(releases::create_deploy),
+        )
+        .route("/api/0/organizations/{org}/repos/", get(releases::repos))
+        .route(
+            "/api/0/projects/{org}/{project}/releases/",
+            get(releases::list_project).post(releases::create_project),
+        )
+        .route(
+            "/api/0/projects/{org}/{project}/releases/{version}/",
+            get(releases::get_in_project),
         )
         .route("/api/0/issues/{id}/", get(issues::get).put(issues::update))
         .route("/api/0/issues/{id}/events/", get(events::list_issue))

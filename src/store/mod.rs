@@ -408,6 +408,125 @@ impl DigestBatch {
     }
 }
 
+/// A release: a version of an organization's code, used by one or more of its projects.
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub id: i64,
+    pub org_id: i64,
+    pub version: String,
+    /// The VCS reference it was built from (`ref` in the API).
+    pub git_ref: Option<String>,
+    pub url: Option<String>,
+    pub date_created: f64,
+    pub date_started: Option<f64>,
+    /// When it was finalized (released); `None` while unreleased.
+    pub date_released: Option<f64>,
+    /// `open` or `archived`.
+    pub status: String,
+    pub projects: Vec<ReleaseProject>,
+    pub commit_count: i64,
+    /// The first commit given to `set-commits` (the newest one).
+    pub last_commit: Option<Commit>,
+    /// Distinct commit authors, `(name, email)`.
+    pub authors: Vec<(Option<String>, Option<String>)>,
+    pub deploy_count: i64,
+    pub last_deploy: Option<Deploy>,
+}
+
+/// A release within one project, with what its events did there.
+#[derive(Debug, Clone)]
+pub struct ReleaseProject {
+    pub project_id: i64,
+    pub slug: String,
+    pub name: String,
+    pub platform: Option<String>,
+    pub first_event: Option<f64>,
+    pub last_event: Option<f64>,
+    pub event_count: i64,
+    /// Issues first seen in this release.
+    pub new_groups: i64,
+}
+
+/// A release to create (or, when it exists, to link to more projects).
+#[derive(Debug, Clone, Default)]
+pub struct NewRelease {
+    pub version: String,
+    pub project_ids: Vec<i64>,
+    pub git_ref: Option<String>,
+    pub url: Option<String>,
+    pub date_started: Option<f64>,
+    pub date_released: Option<f64>,
+}
+
+/// Fields of a release to change; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ReleaseChange {
+    pub git_ref: Option<String>,
+    pub url: Option<String>,
+    pub date_started: Option<f64>,
+    pub date_released: Option<f64>,
+    pub status: Option<String>,
+}
+
+/// A commit of a release.
+#[derive(Debug, Clone, Default)]
+pub struct Commit {
+    pub id: String,
+    pub repository: Option<String>,
+    pub author_name: Option<String>,
+    pub author_email: Option<String>,
+    pub message: Option<String>,
+    pub timestamp: Option<f64>,
+}
+
+/// A deploy of a release to an environment.
+#[derive(Debug, Clone, Default)]
+pub struct Deploy {
+    pub id: i64,
+    pub version: String,
+    pub environment: String,
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub date_started: Option<f64>,
+    pub date_finished: f64,
+}
+
+/// Release health of one release in one project, from the stored session counts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReleaseHealth {
+    pub project_id: i64,
+    pub sessions: i64,
+    pub crashed: i64,
+    /// Sessions that ended with errors, crashed, abnormal or unhandled.
+    pub errored: i64,
+    pub abnormal: i64,
+    pub unhandled: i64,
+    /// Distinct users (`did`) and those of them with a crashed session.
+    pub users: i64,
+    pub crashed_users: i64,
+    /// Sessions of this release in the last 24 hours, and of every release of the project.
+    pub sessions_24h: i64,
+    pub project_sessions_24h: i64,
+}
+
+impl ReleaseHealth {
+    /// Crash-free sessions in percent; `None` without sessions.
+    pub fn crash_free_sessions(&self) -> Option<f64> {
+        (self.sessions > 0).then(|| 100.0 * (1.0 - self.crashed as f64 / self.sessions as f64))
+    }
+
+    /// Crash-free users in percent; `None` without users.
+    pub fn crash_free_users(&self) -> Option<f64> {
+        (self.users > 0).then(|| 100.0 * (1.0 - self.crashed_users as f64 / self.users as f64))
+    }
+
+    /// This release's share of the project's sessions in the last 24 hours, in percent.
+    pub fn adoption(&self) -> Option<f64> {
+        (self.project_sessions_24h > 0)
+            .then(|| 100.0 * self.sessions_24h as f64 / self.project_sessions_24h as f64)
+    }
+}
+
 /// What a digest batch did to issues (input for alerts).
 #[derive(Debug, Clone, Default)]
 pub struct DigestResult {
@@ -882,4 +1001,61 @@ pub trait Store: ArtifactStore + Send + Sync {
     async fn notifications(&self, project_id: i64, limit: i64) -> StoreResult<Vec<Notification>>;
     /// Events of an issue with `timestamp >= since`, and the distinct users among them.
     async fn issue_window_counts(&self, issue_id: i64, since: f64) -> StoreResult<(i64, i64)>;
+
+    // --- releases, commits, deploys, release health ---
+    /// Creates a release of an organization linked to `new.project_ids` (at least one), or,
+    /// when the version exists, links it to those projects too. `true` when it was created.
+    /// Issues of those projects resolved "in the next release" after an older release become
+    /// resolved for good.
+    async fn create_release(
+        &self,
+        org_id: i64,
+        new: &NewRelease,
+        now: f64,
+    ) -> StoreResult<(Release, bool)>;
+    /// NotFound for an unknown version.
+    async fn release(&self, org_id: i64, version: &str) -> StoreResult<Release>;
+    /// Releases linked to any of `project_ids`, newest first; `query` matches part of the
+    /// version, `status` (`open`, `archived`) narrows when given.
+    async fn releases(
+        &self,
+        org_id: i64,
+        project_ids: &[i64],
+        query: Option<&str>,
+        status: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<Release>>;
+    async fn update_release(
+        &self,
+        org_id: i64,
+        version: &str,
+        change: &ReleaseChange,
+    ) -> StoreResult<Release>;
+    /// Deletes a release with its commits and deploys (events keep their release name).
+    async fn delete_release(&self, org_id: i64, version: &str) -> StoreResult<()>;
+    /// Replaces the commits of a release (newest first, as `git log` lists them).
+    async fn set_release_commits(&self, release_id: i64, commits: &[Commit]) -> StoreResult<()>;
+    async fn release_commits(&self, release_id: i64) -> StoreResult<Vec<Commit>>;
+    async fn create_deploy(&self, release_id: i64, deploy: &Deploy) -> StoreResult<Deploy>;
+    /// Deploys of a release, newest first.
+    async fn deploys(&self, release_id: i64) -> StoreResult<Vec<Deploy>>;
+    /// Deploys of the releases of a project finished at or after `since`, oldest first.
+    async fn project_deploys(&self, project_id: i64, since: f64) -> StoreResult<Vec<Deploy>>;
+    /// Health of a release in each of `project_ids` that has sessions, optionally in one
+    /// environment; `now` ends the 24 hours adoption looks at.
+    async fn release_health(
+        &self,
+        project_ids: &[i64],
+        version: &str,
+        environment: Option<&str>,
+        now: f64,
+    ) -> StoreResult<Vec<ReleaseHealth>>;
+    /// Events of an issue in `environment` with `timestamp >= since`.
+    async fn issue_events_since(
+        &self,
+        issue_id: i64,
+        environment: &str,
+        since: f64,
+    ) -> StoreResult<i64>;
 }

@@ -24,6 +24,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0004_web.sql"),
     include_str!("../../migrations/postgres/0005_tag_keys.sql"),
     include_str!("../../migrations/postgres/0006_alerts.sql"),
+    include_str!("../../migrations/postgres/0007_releases.sql"),
     include_str!("../../migrations/postgres/0008_artifacts.sql"),
 ];
 /// Advisory lock key held while migrating ("faultlin" in ASCII).

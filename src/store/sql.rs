@@ -1712,6 +1712,311 @@ impl<B: Backend> Store for SqlStore<B> {
         })
         .await
     }
+
+    async fn create_release(
+        &self,
+        org_id: i64,
+        new: &NewRelease,
+        now: f64,
+    ) -> StoreResult<(Release, bool)> {
+        let new = new.clone();
+        self.write(move |c| {
+            let created = c.execute(
+                "INSERT INTO releases (org_id, version, ref, url, date_created, date_started, \
+                 date_released) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT (org_id, version) DO NOTHING",
+                &sql_params![
+                    org_id,
+                    &new.version,
+                    new.git_ref.as_ref(),
+                    new.url.as_ref(),
+                    now,
+                    new.date_started,
+                    new.date_released
+                ],
+            )? > 0;
+            for project_id in &new.project_ids {
+                c.execute(
+                    "INSERT INTO release_projects (release_id, project_id) \
+                     SELECT r.id, p.id FROM releases r JOIN projects p ON p.org_id = r.org_id \
+                     WHERE r.org_id = ?1 AND r.version = ?2 AND p.id = ?3 \
+                     ON CONFLICT (release_id, project_id) DO NOTHING",
+                    &sql_params![org_id, &new.version, *project_id],
+                )?;
+                finish_next_release(c, *project_id, &new.version, now)?;
+            }
+            Ok((load_release(c, org_id, &new.version)?, created))
+        })
+        .await
+    }
+
+    async fn release(&self, org_id: i64, version: &str) -> StoreResult<Release> {
+        let version = version.to_string();
+        self.read(move |c| load_release(c, org_id, &version)).await
+    }
+
+    async fn releases(
+        &self,
+        org_id: i64,
+        project_ids: &[i64],
+        query: Option<&str>,
+        status: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<Release>> {
+        if project_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = project_ids.to_vec();
+        let pattern = query.map(|q| format!("%{}%", like_escape(q)));
+        let status = status.map(str::to_string);
+        self.read(move |c| {
+            let mut params = sql_params![org_id, pattern, limit, offset, status].to_vec();
+            params.extend(ids.iter().map(|&i| SqlValue::Int(i)));
+            let rows = c.query(
+                &format!(
+                    "SELECT {RELEASE_COLS} FROM releases r WHERE r.org_id = ?1 \
+                     AND (CAST(?2 AS TEXT) IS NULL OR r.version LIKE ?2 ESCAPE '\\') \
+                     AND (CAST(?5 AS TEXT) IS NULL OR r.status = ?5) \
+                     AND EXISTS (SELECT 1 FROM release_projects rp WHERE rp.release_id = r.id \
+                         AND rp.project_id IN ({})) \
+                     ORDER BY r.date_created DESC, r.id DESC LIMIT ?3 OFFSET ?4",
+                    placeholders(6, ids.len())
+                ),
+                &params,
+            )?;
+            rows.iter().map(|r| release_full(c, r)).collect()
+        })
+        .await
+    }
+
+    async fn update_release(
+        &self,
+        org_id: i64,
+        version: &str,
+        change: &ReleaseChange,
+    ) -> StoreResult<Release> {
+        let (version, ch) = (version.to_string(), change.clone());
+        self.write(move |c| {
+            changed(c.execute(
+                "UPDATE releases SET ref = coalesce(?3, ref), url = coalesce(?4, url), \
+                 date_started = coalesce(?5, date_started), \
+                 date_released = coalesce(?6, date_released), status = coalesce(?7, status) \
+                 WHERE org_id = ?1 AND version = ?2",
+                &sql_params![
+                    org_id,
+                    &version,
+                    ch.git_ref,
+                    ch.url,
+                    ch.date_started,
+                    ch.date_released,
+                    ch.status
+                ],
+            )?)?;
+            load_release(c, org_id, &version)
+        })
+        .await
+    }
+
+    async fn delete_release(&self, org_id: i64, version: &str) -> StoreResult<()> {
+        let version = version.to_string();
+        self.write(move |c| {
+            changed(c.execute(
+                "DELETE FROM releases WHERE org_id = ?1 AND version = ?2",
+                &sql_params![org_id, &version],
+            )?)
+        })
+        .await
+    }
+
+    async fn set_release_commits(&self, release_id: i64, commits: &[Commit]) -> StoreResult<()> {
+        let commits = commits.to_vec();
+        self.write(move |c| {
+            c.execute(
+                "DELETE FROM release_commits WHERE release_id = ?1",
+                &sql_params![release_id],
+            )?;
+            for m in &commits {
+                c.execute(
+                    "INSERT INTO release_commits (release_id, commit_id, repository, \
+                     author_name, author_email, message, timestamp) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                     ON CONFLICT (release_id, commit_id) DO NOTHING",
+                    &sql_params![
+                        release_id,
+                        &m.id,
+                        m.repository.as_ref(),
+                        m.author_name.as_ref(),
+                        m.author_email.as_ref(),
+                        m.message.as_ref(),
+                        m.timestamp
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release_commits(&self, release_id: i64) -> StoreResult<Vec<Commit>> {
+        self.read(move |c| {
+            all(
+                c.query(
+                    &format!(
+                        "SELECT {COMMIT_COLS} FROM release_commits WHERE release_id = ?1 \
+                         ORDER BY id"
+                    ),
+                    &sql_params![release_id],
+                )?,
+                commit_row,
+            )
+        })
+        .await
+    }
+
+    async fn create_deploy(&self, release_id: i64, deploy: &Deploy) -> StoreResult<Deploy> {
+        let d = deploy.clone();
+        self.write(move |c| {
+            let id = c
+                .query_one(
+                    "INSERT INTO deploys (release_id, environment, name, url, date_started, \
+                     date_finished) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                    &sql_params![
+                        release_id,
+                        &d.environment,
+                        d.name.as_ref(),
+                        d.url.as_ref(),
+                        d.date_started,
+                        d.date_finished
+                    ],
+                )?
+                .int(0)?;
+            deploy_row(&c.query_one(
+                &format!(
+                    "SELECT {DEPLOY_COLS} FROM deploys d JOIN releases r ON r.id = d.release_id \
+                     WHERE d.id = ?1"
+                ),
+                &sql_params![id],
+            )?)
+        })
+        .await
+    }
+
+    async fn deploys(&self, release_id: i64) -> StoreResult<Vec<Deploy>> {
+        self.read(move |c| {
+            all(
+                c.query(
+                    &format!(
+                        "SELECT {DEPLOY_COLS} FROM deploys d \
+                         JOIN releases r ON r.id = d.release_id WHERE d.release_id = ?1 \
+                         ORDER BY d.date_finished DESC, d.id DESC"
+                    ),
+                    &sql_params![release_id],
+                )?,
+                deploy_row,
+            )
+        })
+        .await
+    }
+
+    async fn project_deploys(&self, project_id: i64, since: f64) -> StoreResult<Vec<Deploy>> {
+        self.read(move |c| {
+            all(
+                c.query(
+                    &format!(
+                        "SELECT {DEPLOY_COLS} FROM release_projects rp \
+                         JOIN deploys d ON d.release_id = rp.release_id \
+                         JOIN releases r ON r.id = d.release_id \
+                         WHERE rp.project_id = ?1 AND d.date_finished >= ?2 \
+                         ORDER BY d.date_finished, d.id"
+                    ),
+                    &sql_params![project_id, since],
+                )?,
+                deploy_row,
+            )
+        })
+        .await
+    }
+
+    async fn release_health(
+        &self,
+        project_ids: &[i64],
+        version: &str,
+        environment: Option<&str>,
+        now: f64,
+    ) -> StoreResult<Vec<ReleaseHealth>> {
+        let (ids, version) = (project_ids.to_vec(), version.to_string());
+        let env = environment.map(str::to_string);
+        let day_ago = ((now - 86_400.0) as i64).div_euclid(3600) * 3600;
+        self.read(move |c| {
+            let mut out = Vec::new();
+            for project_id in ids {
+                let p = sql_params![project_id, &version, env.as_ref(), day_ago];
+                let s = c.query_one(
+                    "SELECT CAST(coalesce(sum(started), 0) AS BIGINT), \
+                     CAST(coalesce(sum(crashed), 0) AS BIGINT), \
+                     CAST(coalesce(sum(errored), 0) AS BIGINT), \
+                     CAST(coalesce(sum(abnormal), 0) AS BIGINT), \
+                     CAST(coalesce(sum(unhandled), 0) AS BIGINT), \
+                     CAST(coalesce(sum(CASE WHEN hour >= ?4 THEN started ELSE 0 END), 0) \
+                         AS BIGINT) \
+                     FROM session_counts WHERE project_id = ?1 AND release = ?2 \
+                     AND (CAST(?3 AS TEXT) IS NULL OR environment = ?3)",
+                    &p,
+                )?;
+                if s.int(0)? == 0 {
+                    continue;
+                }
+                let u = c.query_one(
+                    "SELECT count(DISTINCT did), \
+                     count(DISTINCT CASE WHEN crashed = 1 THEN did END) FROM session_users \
+                     WHERE project_id = ?1 AND release = ?2 \
+                     AND (CAST(?3 AS TEXT) IS NULL OR environment = ?3)",
+                    &p[..3],
+                )?;
+                let all_24h = c
+                    .query_one(
+                        "SELECT CAST(coalesce(sum(started), 0) AS BIGINT) FROM session_counts \
+                         WHERE project_id = ?1 AND hour >= ?3 \
+                         AND (CAST(?2 AS TEXT) IS NULL OR environment = ?2)",
+                        &sql_params![project_id, env.as_ref(), day_ago],
+                    )?
+                    .int(0)?;
+                out.push(ReleaseHealth {
+                    project_id,
+                    sessions: s.int(0)?,
+                    crashed: s.int(1)?,
+                    errored: s.int(2)?,
+                    abnormal: s.int(3)?,
+                    unhandled: s.int(4)?,
+                    users: u.int(0)?,
+                    crashed_users: u.int(1)?,
+                    sessions_24h: s.int(5)?,
+                    project_sessions_24h: all_24h,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn issue_events_since(
+        &self,
+        issue_id: i64,
+        environment: &str,
+        since: f64,
+    ) -> StoreResult<i64> {
+        let env = environment.to_string();
+        self.read(move |c| {
+            c.query_one(
+                "SELECT count(*) FROM events WHERE issue_id = ?1 AND environment = ?2 \
+                 AND timestamp >= ?3",
+                &sql_params![issue_id, &env, since],
+            )?
+            .int(0)
+        })
+        .await
+    }
 }
 
 impl<B: Backend> SqlStore<B> {
@@ -2022,6 +2327,8 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
     let mut hourly: BTreeMap<(i64, i64), i64> = BTreeMap::new();
     let mut tags: BTreeMap<(i64, &str, &str), (i64, f64, f64)> = BTreeMap::new();
     let mut users: BTreeSet<(i64, &str)> = BTreeSet::new();
+    // Per (project, release): what this batch adds to the release (one upsert each).
+    let mut releases: BTreeMap<(i64, &str), ReleaseDelta> = BTreeMap::new();
 
     // Every fingerprint of the batch is locked first, in one order for all writers: two nodes
     // never wait on each other in a circle, and a node that sees an event another node is
@@ -2049,7 +2356,19 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
         }
         let (issue_id, known) = match issue_of_hash.entry((ev.project_id, ev.hash.as_str())) {
             Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => e.insert(find_or_create_issue(c, ev, &mut result)?),
+            Entry::Vacant(e) => {
+                let before = result.new_issues.len();
+                let found = find_or_create_issue(c, ev, &mut result)?;
+                if result.new_issues.len() > before
+                    && let Some(release) = ev.release.as_deref().filter(|r| !r.is_empty())
+                {
+                    releases
+                        .entry((ev.project_id, release))
+                        .or_default()
+                        .new_groups += 1;
+                }
+                e.insert(found)
+            }
         };
         let issue_id = *issue_id;
         let inserted = c.execute(
@@ -2077,6 +2396,13 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
             continue;
         }
         result.stored += 1;
+        if let Some(release) = ev.release.as_deref().filter(|r| !r.is_empty()) {
+            let r = releases.entry((ev.project_id, release)).or_default();
+            r.events += 1;
+            r.first_event = Some(r.first_event.map_or(ev.timestamp, |t| t.min(ev.timestamp)));
+            r.last_event = Some(r.last_event.map_or(ev.timestamp, |t| t.max(ev.timestamp)));
+            r.first_received = Some(r.first_received.map_or(ev.received, |t| t.min(ev.received)));
+        }
         let l = latest.entry(issue_id).or_insert((ev.timestamp, index));
         if ev.timestamp >= l.0 {
             *l = (ev.timestamp, index);
@@ -2275,6 +2601,17 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
                  THEN excluded.crashed ELSE session_users.crashed END",
             &sql_params![u.project_id, &u.release, &u.environment, &u.did, u.crashed],
         )?;
+    }
+    for s in &batch.sessions {
+        if !s.release.is_empty() {
+            releases
+                .entry((s.project_id, s.release.as_str()))
+                .or_default();
+        }
+    }
+    let at = now();
+    for ((project_id, release), d) in &releases {
+        add_release_delta(c, *project_id, release, d, d.first_received.unwrap_or(at))?;
     }
     for o in &batch.outcomes {
         c.execute(
@@ -2685,4 +3022,211 @@ impl<B: Backend> ArtifactStore for SqlStore<B> {
         })
         .await
     }
+}
+
+const RELEASE_COLS: &str = "r.id, r.org_id, r.version, r.ref, r.url, r.date_created, \
+    r.date_started, r.date_released, r.status";
+
+const COMMIT_COLS: &str = "commit_id, repository, author_name, author_email, message, timestamp";
+fn commit_row(r: &Row) -> StoreResult<Commit> {
+    Ok(Commit {
+        id: r.text(0)?,
+        repository: r.opt_text(1)?,
+        author_name: r.opt_text(2)?,
+        author_email: r.opt_text(3)?,
+        message: r.opt_text(4)?,
+        timestamp: r.opt_real(5)?,
+    })
+}
+
+const DEPLOY_COLS: &str =
+    "d.id, r.version, d.environment, d.name, d.url, d.date_started, d.date_finished";
+fn deploy_row(r: &Row) -> StoreResult<Deploy> {
+    Ok(Deploy {
+        id: r.int(0)?,
+        version: r.text(1)?,
+        environment: r.text(2)?,
+        name: r.opt_text(3)?,
+        url: r.opt_text(4)?,
+        date_started: r.opt_real(5)?,
+        date_finished: r.real(6)?,
+    })
+}
+
+/// A release row with its projects, commit and deploy summaries.
+fn release_full(c: &mut dyn Conn, r: &Row) -> StoreResult<Release> {
+    let id = r.int(0)?;
+    let projects = all(
+        c.query(
+            "SELECT p.id, p.slug, p.name, p.platform, rp.first_event, rp.last_event, \
+             rp.event_count, rp.new_groups FROM release_projects rp \
+             JOIN projects p ON p.id = rp.project_id WHERE rp.release_id = ?1 ORDER BY p.slug",
+            &sql_params![id],
+        )?,
+        |r| {
+            Ok(ReleaseProject {
+                project_id: r.int(0)?,
+                slug: r.text(1)?,
+                name: r.text(2)?,
+                platform: r.opt_text(3)?,
+                first_event: r.opt_real(4)?,
+                last_event: r.opt_real(5)?,
+                event_count: r.int(6)?,
+                new_groups: r.int(7)?,
+            })
+        },
+    )?;
+    let commit_count = c
+        .query_one(
+            "SELECT count(*) FROM release_commits WHERE release_id = ?1",
+            &sql_params![id],
+        )?
+        .int(0)?;
+    let last_commit = c
+        .query_opt(
+            &format!(
+                "SELECT {COMMIT_COLS} FROM release_commits WHERE release_id = ?1 \
+                 ORDER BY id LIMIT 1"
+            ),
+            &sql_params![id],
+        )?
+        .map(|r| commit_row(&r))
+        .transpose()?;
+    let authors = c
+        .query(
+            "SELECT author_name, author_email FROM release_commits WHERE release_id = ?1 \
+             GROUP BY author_name, author_email ORDER BY min(id)",
+            &sql_params![id],
+        )?
+        .iter()
+        .map(|r| Ok((r.opt_text(0)?, r.opt_text(1)?)))
+        .collect::<StoreResult<Vec<_>>>()?;
+    let deploy_count = c
+        .query_one(
+            "SELECT count(*) FROM deploys WHERE release_id = ?1",
+            &sql_params![id],
+        )?
+        .int(0)?;
+    let last_deploy = c
+        .query_opt(
+            &format!(
+                "SELECT {DEPLOY_COLS} FROM deploys d JOIN releases r ON r.id = d.release_id \
+                 WHERE d.release_id = ?1 ORDER BY d.date_finished DESC, d.id DESC LIMIT 1"
+            ),
+            &sql_params![id],
+        )?
+        .map(|r| deploy_row(&r))
+        .transpose()?;
+    Ok(Release {
+        id,
+        org_id: r.int(1)?,
+        version: r.text(2)?,
+        git_ref: r.opt_text(3)?,
+        url: r.opt_text(4)?,
+        date_created: r.real(5)?,
+        date_started: r.opt_real(6)?,
+        date_released: r.opt_real(7)?,
+        status: r.text(8)?,
+        projects,
+        commit_count,
+        last_commit,
+        authors,
+        deploy_count,
+        last_deploy,
+    })
+}
+
+fn load_release(c: &mut dyn Conn, org_id: i64, version: &str) -> StoreResult<Release> {
+    let row = c.query_one(
+        &format!("SELECT {RELEASE_COLS} FROM releases r WHERE r.org_id = ?1 AND r.version = ?2"),
+        &sql_params![org_id, version],
+    )?;
+    release_full(c, &row)
+}
+
+/// Issues of a project resolved "in the next release" after a release older than `version`
+/// become resolved for good: from now on any event of theirs is a regression. A release is
+/// older when it was created earlier (or no longer exists).
+fn finish_next_release(
+    c: &mut dyn Conn,
+    project_id: i64,
+    version: &str,
+    at: f64,
+) -> StoreResult<()> {
+    let ids = c.query(
+        "UPDATE issues SET resolved_in_release = NULL WHERE project_id = ?1 \
+         AND resolved_in_release IS NOT NULL AND status = 'resolved' \
+         AND resolved_in_release <> ?2 \
+         AND NOT EXISTS (SELECT 1 FROM projects p \
+             JOIN releases n ON n.org_id = p.org_id AND n.version = ?2 \
+             JOIN releases o ON o.org_id = p.org_id AND o.version = issues.resolved_in_release \
+             WHERE p.id = ?1 AND o.date_created >= n.date_created) \
+         RETURNING id",
+        &sql_params![project_id, version],
+    )?;
+    for r in ids {
+        add_activity(
+            c,
+            r.int(0)?,
+            None,
+            "resolved_in_release",
+            &json!({ "release": version }),
+            at,
+        )?;
+    }
+    Ok(())
+}
+
+/// What one batch of events and sessions adds to a release in a project.
+#[derive(Default)]
+struct ReleaseDelta {
+    first_event: Option<f64>,
+    last_event: Option<f64>,
+    events: i64,
+    new_groups: i64,
+    /// When the first of these events was received: the release's creation time if new.
+    first_received: Option<f64>,
+}
+
+/// Creates the release of a project if needed and adds what a batch did to it: one statement
+/// pair per distinct (project, release) of the batch.
+fn add_release_delta(
+    c: &mut dyn Conn,
+    project_id: i64,
+    version: &str,
+    d: &ReleaseDelta,
+    at: f64,
+) -> StoreResult<()> {
+    c.execute(
+        "INSERT INTO releases (org_id, version, date_created) \
+         SELECT org_id, CAST(?2 AS TEXT), CAST(?3 AS DOUBLE PRECISION) FROM projects \
+         WHERE id = ?1 ON CONFLICT (org_id, version) DO NOTHING",
+        &sql_params![project_id, version, at],
+    )?;
+    c.execute(
+        "INSERT INTO release_projects (release_id, project_id, first_event, last_event, \
+         event_count, new_groups) \
+         SELECT r.id, p.id, CAST(?3 AS DOUBLE PRECISION), CAST(?4 AS DOUBLE PRECISION), \
+         CAST(?5 AS BIGINT), CAST(?6 AS BIGINT) FROM projects p \
+         JOIN releases r ON r.org_id = p.org_id AND r.version = ?2 WHERE p.id = ?1 \
+         ON CONFLICT (release_id, project_id) DO UPDATE SET \
+         first_event = CASE WHEN release_projects.first_event IS NULL \
+             OR excluded.first_event < release_projects.first_event \
+             THEN excluded.first_event ELSE release_projects.first_event END, \
+         last_event = CASE WHEN release_projects.last_event IS NULL \
+             OR excluded.last_event > release_projects.last_event \
+             THEN excluded.last_event ELSE release_projects.last_event END, \
+         event_count = release_projects.event_count + excluded.event_count, \
+         new_groups = release_projects.new_groups + excluded.new_groups",
+        &sql_params![
+            project_id,
+            version,
+            d.first_event,
+            d.last_event,
+            d.events,
+            d.new_groups
+        ],
+    )?;
+    // Cheap when the project has no issue waiting (a partial index holds only those).
+    finish_next_release(c, project_id, version, at)
 }

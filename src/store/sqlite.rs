@@ -21,6 +21,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0004_web.sql"),
     include_str!("../../migrations/sqlite/0005_tag_keys.sql"),
     include_str!("../../migrations/sqlite/0006_alerts.sql"),
+    include_str!("../../migrations/sqlite/0007_releases.sql"),
     include_str!("../../migrations/sqlite/0008_artifacts.sql"),
 ];
 const READERS: usize = 3;

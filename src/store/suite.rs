@@ -249,6 +249,14 @@ store_tests! {
     artifact_bundles_are_found_by_debug_id_and_url
         => artifact_bundles_are_found_by_debug_id_and_url_sqlite,
         artifact_bundles_are_found_by_debug_id_and_url_postgres;
+    releases_from_events_and_sessions => releases_from_events_and_sessions_sqlite,
+        releases_from_events_and_sessions_postgres;
+    releases_commits_and_deploys => releases_commits_and_deploys_sqlite,
+        releases_commits_and_deploys_postgres;
+    next_release_resolves_for_good => next_release_resolves_for_good_sqlite,
+        next_release_resolves_for_good_postgres;
+    existing_events_make_their_releases => existing_events_make_their_releases_sqlite,
+        existing_events_make_their_releases_postgres;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -4471,4 +4479,594 @@ async fn artifact_bundles_are_found_by_debug_id_and_url(db: &TestDb) {
             .len(),
         2
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Releases
+
+fn session_counts(project_id: i64, release: &str, env: &str, hour: i64) -> SessionCounts {
+    SessionCounts {
+        project_id,
+        release: release.into(),
+        environment: env.into(),
+        hour,
+        ..Default::default()
+    }
+}
+
+fn session_user(
+    project_id: i64,
+    release: &str,
+    env: &str,
+    did: &str,
+    crashed: bool,
+) -> SessionUser {
+    SessionUser {
+        project_id,
+        release: release.into(),
+        environment: env.into(),
+        did: did.into(),
+        crashed,
+    }
+}
+
+async fn releases_from_events_and_sessions(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+    let q = setup_project(&s, "acme", "api").await;
+    let org = s.organization("acme").await.must("organization");
+
+    // Two new issues in 1.0, one event without a release, one of 1.0 in the other project.
+    save(
+        &s,
+        vec![
+            ev(p.id, "r1", "hash-a", T0 + 10.0).release("1.0"),
+            ev(p.id, "r2", "hash-a", T0 + 5.0).release("1.0"),
+            ev(p.id, "r3", "hash-b", T0 + 20.0).release("1.0"),
+            ev(p.id, "r4", "hash-c", T0 + 30.0),
+            ev(q.id, "r5", "hash-a", T0 + 40.0).release("1.0"),
+        ],
+    )
+    .await;
+    // A later batch: an old issue in 1.0 (no new issue), and a new one first seen in 1.1.
+    save(
+        &s,
+        vec![
+            ev(p.id, "r6", "hash-b", T0 + 50.0).release("1.0"),
+            ev(p.id, "r7", "hash-d", T0 + 60.0).release("1.1"),
+        ],
+    )
+    .await;
+
+    let r = s.release(org.id, "1.0").await.must("release 1.0");
+    let per_project: Vec<_> = r
+        .projects
+        .iter()
+        .map(|rp| {
+            (
+                rp.slug.as_str(),
+                rp.event_count,
+                rp.new_groups,
+                rp.first_event,
+                rp.last_event,
+            )
+        })
+        .collect();
+    assert_eq!(
+        per_project,
+        [
+            ("api", 1, 1, Some(T0 + 40.0), Some(T0 + 40.0)),
+            ("web", 4, 2, Some(T0 + 5.0), Some(T0 + 50.0)),
+        ]
+    );
+    assert_eq!((r.status.as_str(), r.date_released), ("open", None));
+    let r11 = s.release(org.id, "1.1").await.must("release 1.1");
+    assert_eq!(
+        (r11.projects.len(), r11.projects[0].new_groups),
+        (1, 1),
+        "{r11:?}"
+    );
+    assert!(r11.date_created >= r.date_created);
+    // A duplicate event counts nothing.
+    save(&s, vec![ev(p.id, "r6", "hash-b", T0 + 50.0).release("1.0")]).await;
+    let r = s.release(org.id, "1.0").await.must("release 1.0");
+    assert_eq!(r.projects[1].event_count, 4);
+
+    // Sessions create their release too, and give it health.
+    let hour = hour_of(T0);
+    let batch = DigestBatch {
+        node_id: "test-node".into(),
+        sessions: vec![
+            SessionCounts {
+                started: 8,
+                exited: 6,
+                errored: 3,
+                crashed: 2,
+                ..session_counts(p.id, "2.0", "production", hour)
+            },
+            SessionCounts {
+                started: 2,
+                exited: 2,
+                ..session_counts(p.id, "2.0", "staging", hour)
+            },
+            SessionCounts {
+                started: 10,
+                exited: 10,
+                ..session_counts(p.id, "1.0", "production", hour - 86_400)
+            },
+        ],
+        session_users: vec![
+            session_user(p.id, "2.0", "production", "u1", true),
+            session_user(p.id, "2.0", "production", "u2", false),
+            session_user(p.id, "2.0", "production", "u3", false),
+            session_user(p.id, "2.0", "staging", "u4", false),
+        ],
+        ..Default::default()
+    };
+    s.save_batch(Arc::new(batch)).await.must("sessions");
+    let r2 = s.release(org.id, "2.0").await.must("release 2.0");
+    assert_eq!(
+        (
+            r2.projects.len(),
+            r2.projects[0].event_count,
+            r2.projects[0].first_event
+        ),
+        (1, 0, None)
+    );
+    let now = T0 + 3600.0;
+    let all = s
+        .release_health(&[p.id, q.id], "2.0", None, now)
+        .await
+        .must("health");
+    assert_eq!(
+        all,
+        [ReleaseHealth {
+            project_id: p.id,
+            sessions: 10,
+            crashed: 2,
+            errored: 3,
+            abnormal: 0,
+            unhandled: 0,
+            users: 4,
+            crashed_users: 1,
+            sessions_24h: 10,
+            project_sessions_24h: 10,
+        }],
+        "the 1.0 sessions are older than a day, and the api project has none"
+    );
+    assert_eq!(all[0].crash_free_sessions(), Some(80.0));
+    assert_eq!(all[0].crash_free_users(), Some(75.0));
+    assert_eq!(all[0].adoption(), Some(100.0));
+    let prod = s
+        .release_health(&[p.id], "2.0", Some("production"), now)
+        .await
+        .must("health in production");
+    assert_eq!(
+        (prod[0].sessions, prod[0].users, prod[0].crash_free_users()),
+        (8, 3, Some(100.0 * 2.0 / 3.0))
+    );
+    let old = s
+        .release_health(&[p.id], "1.0", None, now)
+        .await
+        .must("health of 1.0");
+    assert_eq!(
+        (
+            old[0].sessions,
+            old[0].adoption(),
+            old[0].crash_free_users()
+        ),
+        (10, Some(0.0), None)
+    );
+    assert!(
+        s.release_health(&[p.id], "1.1", None, now)
+            .await
+            .must("no sessions")
+            .is_empty()
+    );
+}
+
+async fn releases_commits_and_deploys(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+    let q = setup_project(&s, "acme", "api").await;
+    let other = setup_project(&s, "other", "web").await;
+    let org = s.organization("acme").await.must("organization");
+
+    let new = NewRelease {
+        version: "shop@1.0+7".into(),
+        project_ids: vec![p.id],
+        git_ref: Some("main".into()),
+        date_started: Some(T0),
+        ..Default::default()
+    };
+    let (r, created) = s
+        .create_release(org.id, &new, T0 + 1.0)
+        .await
+        .must("create");
+    assert!(created);
+    assert_eq!(
+        (
+            r.version.as_str(),
+            r.git_ref.as_deref(),
+            r.date_created,
+            r.date_started,
+            r.projects.len()
+        ),
+        ("shop@1.0+7", Some("main"), T0 + 1.0, Some(T0), 1)
+    );
+    // Again, with the other project: the same release, linked to both.
+    let again = NewRelease {
+        project_ids: vec![q.id],
+        ..new.clone()
+    };
+    let (r, created) = s
+        .create_release(org.id, &again, T0 + 2.0)
+        .await
+        .must("again");
+    assert!(!created);
+    assert_eq!(r.date_created, T0 + 1.0);
+    let slugs: Vec<&str> = r.projects.iter().map(|p| p.slug.as_str()).collect();
+    assert_eq!(slugs, ["api", "web"]);
+
+    let r = s
+        .update_release(
+            org.id,
+            "shop@1.0+7",
+            &ReleaseChange {
+                date_released: Some(T0 + 3.0),
+                ..Default::default()
+            },
+        )
+        .await
+        .must("finalize");
+    assert_eq!(
+        (r.date_released, r.git_ref.as_deref()),
+        (Some(T0 + 3.0), Some("main"))
+    );
+    expect_not_found(
+        s.update_release(org.id, "nope", &ReleaseChange::default())
+            .await,
+        "update of an unknown release",
+    );
+
+    let commit = |id: &str, name: &str| Commit {
+        id: id.into(),
+        repository: Some("shop".into()),
+        author_name: Some(name.into()),
+        author_email: Some(format!("{}@example.com", name.to_lowercase())),
+        message: Some(format!("commit {id}")),
+        timestamp: Some(T0),
+    };
+    s.set_release_commits(
+        r.id,
+        &[
+            commit("c3", "Ann"),
+            commit("c2", "Bob"),
+            commit("c1", "Ann"),
+        ],
+    )
+    .await
+    .must("commits");
+    let r = s.release(org.id, "shop@1.0+7").await.must("release");
+    assert_eq!(r.commit_count, 3);
+    assert_eq!(r.last_commit.as_ref().map(|c| c.id.as_str()), Some("c3"));
+    assert_eq!(
+        r.authors,
+        [
+            (Some("Ann".into()), Some("ann@example.com".into())),
+            (Some("Bob".into()), Some("bob@example.com".into()))
+        ]
+    );
+    // Setting commits replaces them.
+    s.set_release_commits(r.id, &[commit("c4", "Cy")])
+        .await
+        .must("commits again");
+    let ids: Vec<String> = s
+        .release_commits(r.id)
+        .await
+        .must("release_commits")
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(ids, ["c4"]);
+
+    for (env, at) in [("staging", T0 + 10.0), ("production", T0 + 20.0)] {
+        let d = s
+            .create_deploy(
+                r.id,
+                &Deploy {
+                    environment: env.into(),
+                    name: Some(format!("to {env}")),
+                    date_finished: at,
+                    ..Default::default()
+                },
+            )
+            .await
+            .must("deploy");
+        assert_eq!(
+            (d.version.as_str(), d.environment.as_str()),
+            ("shop@1.0+7", env)
+        );
+    }
+    let envs: Vec<String> = s
+        .deploys(r.id)
+        .await
+        .must("deploys")
+        .into_iter()
+        .map(|d| d.environment)
+        .collect();
+    assert_eq!(envs, ["production", "staging"], "newest first");
+    let r = s.release(org.id, "shop@1.0+7").await.must("release");
+    assert_eq!(r.deploy_count, 2);
+    assert_eq!(
+        r.last_deploy
+            .as_ref()
+            .map(|d| (d.environment.as_str(), d.date_finished)),
+        Some(("production", T0 + 20.0))
+    );
+    let since: Vec<f64> = s
+        .project_deploys(q.id, T0 + 15.0)
+        .await
+        .must("project deploys")
+        .iter()
+        .map(|d| d.date_finished)
+        .collect();
+    assert_eq!(since, [T0 + 20.0]);
+    assert!(
+        s.project_deploys(other.id, 0.0)
+            .await
+            .must("none")
+            .is_empty()
+    );
+
+    // Listing: by visible project, by part of the version, by status; newest first.
+    let new2 = NewRelease {
+        version: "shop@2.0".into(),
+        project_ids: vec![p.id],
+        ..Default::default()
+    };
+    s.create_release(org.id, &new2, T0 + 30.0)
+        .await
+        .must("create 2.0");
+    let versions = |rs: Vec<Release>| rs.into_iter().map(|r| r.version).collect::<Vec<_>>();
+    let list = s
+        .releases(org.id, &[p.id], None, None, 0, 10)
+        .await
+        .must("list");
+    assert_eq!(versions(list), ["shop@2.0", "shop@1.0+7"]);
+    let list = s
+        .releases(org.id, &[q.id], None, None, 0, 10)
+        .await
+        .must("list q");
+    assert_eq!(versions(list), ["shop@1.0+7"]);
+    let list = s
+        .releases(org.id, &[p.id], Some("1.0+"), None, 0, 10)
+        .await
+        .must("query");
+    assert_eq!(versions(list), ["shop@1.0+7"]);
+    let list = s
+        .releases(org.id, &[p.id], Some("%"), None, 0, 10)
+        .await
+        .must("%");
+    assert!(list.is_empty(), "LIKE wildcards are plain characters");
+    let list = s
+        .releases(org.id, &[p.id], None, None, 1, 10)
+        .await
+        .must("page 2");
+    assert_eq!(versions(list), ["shop@1.0+7"]);
+    let other_org = s.organization("other").await.must("other org");
+    assert!(
+        s.releases(other_org.id, &[other.id], None, None, 0, 10)
+            .await
+            .must("other org")
+            .is_empty()
+    );
+    s.update_release(
+        org.id,
+        "shop@2.0",
+        &ReleaseChange {
+            status: Some("archived".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .must("archive");
+    let list = s
+        .releases(org.id, &[p.id], None, Some("open"), 0, 10)
+        .await
+        .must("open");
+    assert_eq!(versions(list), ["shop@1.0+7"]);
+    let list = s
+        .releases(org.id, &[p.id], None, Some("archived"), 0, 10)
+        .await
+        .must("archived");
+    assert_eq!(versions(list), ["shop@2.0"]);
+
+    s.delete_release(org.id, "shop@1.0+7").await.must("delete");
+    expect_not_found(s.release(org.id, "shop@1.0+7").await, "deleted release");
+    assert!(
+        s.project_deploys(q.id, 0.0)
+            .await
+            .must("deploys gone")
+            .is_empty()
+    );
+    expect_not_found(
+        s.delete_release(org.id, "shop@1.0+7").await,
+        "deleted twice",
+    );
+}
+
+async fn next_release_resolves_for_good(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+    let org = s.organization("acme").await.must("organization");
+    let r = save(
+        &s,
+        vec![
+            ev(p.id, "n1", "hash-a", T0 + 1.0).release("1.0"),
+            ev(p.id, "n2", "hash-b", T0 + 2.0).release("1.0"),
+        ],
+    )
+    .await;
+    let (a, b) = (r.new_issues[0], r.new_issues[1]);
+    s.update_issues(&[a, b], &IssueChange::ResolveInNextRelease, None, T0 + 3.0)
+        .await
+        .must("resolve in next release");
+
+    // sentry-cli announces 1.1: both issues are now resolved for good.
+    let new = NewRelease {
+        version: "1.1".into(),
+        project_ids: vec![p.id],
+        ..Default::default()
+    };
+    s.create_release(org.id, &new, T0 + 4.0)
+        .await
+        .must("create 1.1");
+    for id in [a, b] {
+        let i = s.issue(id).await.must("issue");
+        assert_eq!(
+            (i.status.as_str(), i.resolved_in_release.as_deref()),
+            ("resolved", None)
+        );
+        let h = history(&s, id).await;
+        assert_eq!(
+            (h[0].0.as_str(), &h[0].2),
+            ("resolved_in_release", &json!({"release": "1.1"}))
+        );
+    }
+    // So even a straggler event of 1.0 is a regression now.
+    let r = save(&s, vec![ev(p.id, "n3", "hash-a", T0 + 5.0).release("1.0")]).await;
+    assert_eq!(r.regressions, [a]);
+
+    // Resolved in the next release after 1.1; an event of 1.0 (older) changes nothing; the
+    // first event of 1.2 (of another issue) resolves it for good.
+    s.update_issues(&[b], &IssueChange::ResolveInNextRelease, None, T0 + 6.0)
+        .await
+        .must("resolve b");
+    s.update_issues(&[a], &IssueChange::Resolve, None, T0 + 6.0)
+        .await
+        .must("resolve a");
+    let ib = s.issue(b).await.must("b");
+    assert_eq!(
+        ib.resolved_in_release.as_deref(),
+        Some("1.0"),
+        "last seen in 1.0"
+    );
+    // Make b last seen in 1.1.
+    let r = save(&s, vec![ev(p.id, "n4", "hash-b", T0 + 7.0).release("1.1")]).await;
+    assert_eq!(
+        r.regressions,
+        [b],
+        "1.1 is newer than 1.0, which b was resolved in"
+    );
+    s.update_issues(&[b], &IssueChange::ResolveInNextRelease, None, T0 + 8.0)
+        .await
+        .must("resolve b again");
+    assert_eq!(
+        s.issue(b).await.must("b").resolved_in_release.as_deref(),
+        Some("1.1")
+    );
+    save(&s, vec![ev(p.id, "n5", "hash-c", T0 + 9.0).release("1.0")]).await;
+    assert_eq!(
+        s.issue(b).await.must("b").resolved_in_release.as_deref(),
+        Some("1.1"),
+        "1.0 is older than 1.1"
+    );
+    save(&s, vec![ev(p.id, "n6", "hash-c", T0 + 10.0).release("1.2")]).await;
+    let ib = s.issue(b).await.must("b");
+    assert_eq!(
+        (ib.status.as_str(), ib.resolved_in_release.as_deref()),
+        ("resolved", None)
+    );
+    let r = save(&s, vec![ev(p.id, "n7", "hash-b", T0 + 11.0).release("1.1")]).await;
+    assert_eq!(
+        r.regressions,
+        [b],
+        "resolved for good: any event is a regression"
+    );
+}
+
+/// A version-6 database (before releases) gets the releases its events and sessions named.
+async fn existing_events_make_their_releases(db: &TestDb) {
+    const BEFORE: usize = 6;
+    let old_data = "INSERT INTO organizations (slug, name, date_created) VALUES ('old', 'old', 1); \
+         INSERT INTO projects (org_id, slug, name, date_created) VALUES (1, 'legacy', 'legacy', 1); \
+         INSERT INTO issues (project_id, short_id, title, level, issue_type, first_seen, \
+         last_seen, first_release) VALUES (1, 1, 'a', 'error', 'error', 100, 300, '1.0'), \
+         (1, 2, 'b', 'error', 'error', 50, 50, '0.9'); \
+         INSERT INTO session_counts (project_id, release, environment, hour, started, crashed) \
+         VALUES (1, '2.0', 'production', 3600, 4, 1); \
+         INSERT INTO events (project_id, event_id, issue_id, timestamp, received, release, size, \
+         grouping, payload) VALUES (1, 'e1', 1, 100, 101, '1.0', 1, '{}', ?1), \
+         (1, 'e2', 1, 300, 301, '1.0', 1, '{}', ?1), (1, 'e3', 2, 50, 51, '0.9', 1, '{}', ?1)";
+    if let Some(path) = db.url.strip_prefix("sqlite://") {
+        let conn = rusqlite::Connection::open(path).expect("open the old SQLite database");
+        for sql in &super::sqlite::MIGRATIONS[..BEFORE] {
+            conn.execute_batch(sql).expect("an old migration");
+        }
+        conn.execute_batch(&format!("PRAGMA user_version = {BEFORE}"))
+            .expect("version");
+        let (batch, last) = old_data.rsplit_once("; ").expect("statements");
+        conn.execute_batch(batch).expect("old data");
+        conn.execute(last, [b"x".to_vec()]).expect("old events");
+    } else {
+        let client = pg_admin(&db.url).await;
+        client
+            .batch_execute(
+                "CREATE TABLE faultline_migrations (version BIGINT PRIMARY KEY, \
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+            )
+            .await
+            .expect("migrations table");
+        for (i, sql) in super::postgres::MIGRATIONS[..BEFORE].iter().enumerate() {
+            client.batch_execute(sql).await.expect("an old migration");
+            client
+                .execute(
+                    "INSERT INTO faultline_migrations (version) VALUES ($1)",
+                    &[&(i as i64 + 1)],
+                )
+                .await
+                .expect("version");
+        }
+        let (batch, last) = old_data.rsplit_once("; ").expect("statements");
+        client.batch_execute(batch).await.expect("old data");
+        client
+            .execute(&last.replace("?1", "$1"), &[&b"x".to_vec()])
+            .await
+            .expect("old events");
+    }
+
+    let s = db.open().await;
+    let org = s.organization("old").await.must("old organization");
+    let summary = |r: &Release| {
+        let p = &r.projects[0];
+        (
+            r.date_created,
+            p.slug.clone(),
+            p.event_count,
+            p.new_groups,
+            p.first_event,
+            p.last_event,
+        )
+    };
+    let r = s.release(org.id, "1.0").await.must("release 1.0");
+    assert_eq!(
+        summary(&r),
+        (101.0, "legacy".into(), 2, 1, Some(100.0), Some(300.0))
+    );
+    let r = s.release(org.id, "0.9").await.must("release 0.9");
+    assert_eq!(
+        summary(&r),
+        (51.0, "legacy".into(), 1, 1, Some(50.0), Some(50.0))
+    );
+    let r = s
+        .release(org.id, "2.0")
+        .await
+        .must("release of the sessions");
+    assert_eq!(summary(&r), (3600.0, "legacy".into(), 0, 0, None, None));
+    let h = s
+        .release_health(&[r.projects[0].project_id], "2.0", None, 7200.0)
+        .await
+        .must("health");
+    assert_eq!(h[0].crash_free_sessions(), Some(75.0));
 }

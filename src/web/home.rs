@@ -19,6 +19,7 @@ pub struct ProjectSummary {
     pub name: String,
     pub issues_url: String,
     pub settings_url: String,
+    pub releases_url: String,
     pub new_issues: Vec<Row>,
     pub regressions: Vec<Row>,
     /// Rising issues with "12 in the last 3 h (usually 2)".
@@ -91,6 +92,7 @@ async fn summary(state: &AppState, p: &Project, t: f64) -> WebResult<ProjectSumm
             "/organizations/{}/projects/{}/settings/",
             p.org_slug, p.slug
         ),
+        releases_url: super::releases::releases_url(&p.org_slug, &p.slug),
         new_issues: rows(state, &new, &by_id, "24h").await?,
         regressions: rows(state, &regressed, &by_id, "24h").await?,
         rising: rising_rows.into_iter().zip(notes).collect(),

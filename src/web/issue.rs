@@ -26,7 +26,7 @@ use crate::store::{
 use super::event_view::{self, EventView};
 use super::page::{Layout, WebError, WebResult, render};
 use super::session::{Viewer, now};
-use super::view::{Chart, ago, buckets, count, iso, percent, short_id};
+use super::view::{Chart, Mark, ago, buckets, count, iso, percent, short_id};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -236,6 +236,15 @@ struct MemberOption {
     selected: bool,
 }
 
+/// "3 events since the last deploy to production (shop@1.2, 2 h ago)".
+struct SinceDeploy {
+    events: String,
+    environment: String,
+    version: String,
+    at_ago: String,
+    at_iso: String,
+}
+
 #[derive(Template)]
 #[template(path = "issue.html")]
 struct IssuePage {
@@ -245,6 +254,8 @@ struct IssuePage {
     header: Header,
     chart_day: Chart,
     chart_month: Chart,
+    /// Events of the issue since the project's latest deploy, in that deploy's environment.
+    since_deploy: Option<SinceDeploy>,
     tags: Vec<TagBreakdown>,
     tags_omitted: usize,
     /// The event shown; `None` when the issue has no stored event any more (retention).
@@ -315,17 +326,50 @@ async fn show(state: &AppState, viewer: &Viewer, org: &str, id: &str, which: &st
         .await?
         .remove(&issue.id)
         .unwrap_or_default();
-    let releases: Vec<(f64, String)> = state
+    let mut marks: Vec<Mark> = state
         .store
         .issue_tag_values(issue.id, "release", MAX_RELEASE_MARKERS, 0)
         .await?
         .into_iter()
-        .map(|v| (v.first_seen, format!("release {} first seen", v.value)))
+        .map(|v| {
+            (
+                v.first_seen,
+                format!("release {} first seen", v.value),
+                "release",
+            )
+        })
         .collect();
+    // Deploys of the project's releases, as lines of their own.
+    let deploys = state
+        .store
+        .project_deploys(project.id, since as f64)
+        .await?;
+    marks.extend(deploys.iter().map(|d| {
+        (
+            d.date_finished,
+            format!("{} deployed to {}", d.version, d.environment),
+            "deploy",
+        )
+    }));
+    let since_deploy = match deploys.last() {
+        Some(d) => Some(SinceDeploy {
+            events: count(
+                state
+                    .store
+                    .issue_events_since(issue.id, &d.environment, d.date_finished)
+                    .await?,
+            ),
+            environment: d.environment.clone(),
+            version: d.version.clone(),
+            at_ago: ago(d.date_finished, t),
+            at_iso: iso(d.date_finished),
+        }),
+        None => None,
+    };
     let day = buckets(&hourly, t as i64, 3600, 24);
     let month = buckets(&hourly, t as i64, 86400, 30);
-    let chart_day = Chart::new("chart", &day, 3600, 480.0, 90.0, &releases, true);
-    let chart_month = Chart::new("chart", &month, 86400, 480.0, 90.0, &releases, true);
+    let chart_day = Chart::new("chart", &day, 3600, 480.0, 90.0, &marks, true);
+    let chart_month = Chart::new("chart", &month, 86400, 480.0, 90.0, &marks, true);
 
     let (tags, tags_omitted) = tag_breakdown(state, issue.id).await?;
 
@@ -375,6 +419,7 @@ async fn show(state: &AppState, viewer: &Viewer, org: &str, id: &str, which: &st
         base,
         chart_day,
         chart_month,
+        since_deploy,
         tags,
         tags_omitted,
         shown,
@@ -546,6 +591,10 @@ fn activity_row(a: &Activity, t: f64) -> ActivityRow {
     let what = match a.kind.as_str() {
         "note" => "commented".to_string(),
         "resolved" => "marked this issue resolved".to_string(),
+        "resolved_in_release" => match text("release") {
+            Some(r) => format!("resolved this issue for good: release {r} came out"),
+            None => "resolved this issue for good: the next release came out".to_string(),
+        },
         "resolved_in_next_release" => match text("release") {
             Some(r) => format!("marked this issue resolved in the next release after {r}"),
             None => "marked this issue resolved in the next release".to_string(),

@@ -4,7 +4,8 @@
 //!   extractor every page starts from.
 //! - [`page`]: the layout every page shares, errors as pages, security headers.
 //! - [`assets`]: the stylesheet and script, embedded in the binary.
-//! - [`home`], [`issues`], [`issue`], [`settings`]: one file per group of pages.
+//! - [`home`], [`issues`], [`issue`], [`settings`], [`alerts`], [`releases`]: one file per group
+//!   of pages.
 //! - [`view`]: formatting shared by the pages (times, counts, sparklines).
 //!
 //! Everything an event holds is attacker-controlled: templates escape every value (askama's
@@ -19,6 +20,7 @@ pub mod issue;
 pub mod issues;
 pub mod members;
 pub mod page;
+pub mod releases;
 pub mod session;
 pub mod settings;
 pub mod view;
@@ -39,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .merge(issue::routes())
         .merge(settings::routes())
         .merge(alerts::routes())
+        .merge(releases::routes())
         .layer(middleware::from_fn(page::security_headers))
         .merge(assets::routes())
 }

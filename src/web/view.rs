@@ -55,7 +55,12 @@ pub struct Bar {
 pub struct Marker {
     pub x: f64,
     pub label: String,
+    /// `release` or `deploy`: what the line marks (its class, hence its colour).
+    pub kind: &'static str,
 }
+
+/// Where a [`Marker`] goes: at a time, with a tooltip, of a kind (`release`, `deploy`).
+pub type Mark = (f64, String, &'static str);
 
 /// A bar chart of counts over time, rendered as inline SVG (no script, no inline style).
 #[derive(Template)]
@@ -78,7 +83,7 @@ impl Chart {
         size: i64,
         width: f64,
         height: f64,
-        markers: &[(f64, String)],
+        markers: &[Mark],
         axis: bool,
     ) -> Chart {
         let max = buckets.iter().map(|b| b.1).max().unwrap_or(0).max(1) as f64;
@@ -120,10 +125,11 @@ impl Chart {
         let span = (last + size - first).max(1) as f64;
         let markers = markers
             .iter()
-            .filter(|(t, _)| *t >= first as f64 && *t < (last + size) as f64)
-            .map(|(t, label)| Marker {
+            .filter(|(t, _, _)| *t >= first as f64 && *t < (last + size) as f64)
+            .map(|(t, label, kind)| Marker {
                 x: round((t - first as f64) / span * width),
                 label: label.clone(),
+                kind,
             })
             .collect();
         Chart {
@@ -179,12 +185,19 @@ mod tests {
             3600,
             100.0,
             50.0,
-            &[(10.0, "<script>alert(1)</script>".into())],
+            &[
+                (10.0, "<script>alert(1)</script>".into(), "release"),
+                (3700.0, "deploy of 1.0 to production".into(), "deploy"),
+            ],
             true,
         );
         let svg = chart.render().unwrap();
         assert!(!svg.contains("<script>"), "{svg}");
         assert!(svg.contains("script&#62;alert(1)"), "{svg}");
         assert_eq!(chart.bars[1].h, 38.0);
+        assert!(
+            svg.contains(r#"class="marker deploy" x="51.4""#),
+            "a deploy an hour and 100 s in: {svg}"
+        );
     }
 }
