@@ -111,3 +111,36 @@ fn user_ip_address_is_inferred_from_the_connection() {
         event["user"]
     );
 }
+
+/// The browser SDK starts a session per page load for its release: the release gets its health
+/// figures from it. The page's errors are handled (`captureException`), so nothing crashed and
+/// the release is 100 % crash-free.
+#[test]
+fn the_page_session_gives_the_release_its_health() {
+    let r = reported();
+    let path = format!(
+        "/api/0/organizations/{}/releases/{}/",
+        common::ORG,
+        scenario::RELEASE
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let health = loop {
+        let (status, body) = r.server.get(&path);
+        if status == 200 {
+            let release: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let health = release["projects"][0]["healthData"].clone();
+            if health["hasHealthData"] == true {
+                break health;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no session health for the release: {status} {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(health["totalSessions"].as_i64() >= Some(1), "{health:#}");
+    assert_eq!(health["sessionsCrashed"], 0, "{health:#}");
+    assert_eq!(health["crashFreeSessions"], 100.0, "{health:#}");
+    assert_eq!(health["crashFreeUsers"], 100.0, "{health:#}");
+}
