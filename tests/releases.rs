@@ -489,6 +489,28 @@ fn deploys_and_releases_show_in_the_web_ui() {
     );
     assert!(row.contains("not finalized"), "{row}");
     assert!(row.contains("1 · last to &#60;b&#62;prod"), "{row}");
+    // The project's trend marks the release and its deploy (names escaped).
+    let trend = body
+        .split(r#"<section class="card" id="trend">"#)
+        .nth(1)
+        .and_then(|rest| rest.split("</section>").next())
+        .unwrap_or_else(|| panic!("the page has a trend: {body}"));
+    assert!(
+        trend.contains(r#"<rect class="marker deploy""#)
+            && trend.contains(&format!(
+                "<title>{VERSION} deployed to &#60;b&#62;prod</title>"
+            )),
+        "the project trend marks the deploy: {trend}"
+    );
+    assert!(
+        trend.contains(r#"<rect class="marker release""#)
+            && trend.contains(&format!("<title>release {VERSION}</title>")),
+        "the project trend marks the release: {trend}"
+    );
+    assert!(
+        trend.contains(" — 4 events</title>"),
+        "today's bar counts the four events the test sent: {trend}"
+    );
 
     // Someone who is no member of the organization sees neither.
     server.cli(

@@ -900,6 +900,8 @@ pub trait Store: ArtifactStore + Send + Sync {
         issue_ids: &[i64],
         since: i64,
     ) -> StoreResult<HashMap<i64, Vec<(i64, i64)>>>;
+    /// Events per hour of all of a project's issues from `since` on (the project's trend).
+    async fn project_hourly(&self, project_id: i64, since: i64) -> StoreResult<Vec<(i64, i64)>>;
     async fn issue_tag_keys(&self, issue_id: i64) -> StoreResult<Vec<TagKey>>;
     async fn issue_tag_values(
         &self,

@@ -1259,6 +1259,19 @@ impl<B: Backend> Store for SqlStore<B> {
         .await
     }
 
+    async fn project_hourly(&self, project_id: i64, since: i64) -> StoreResult<Vec<(i64, i64)>> {
+        self.read(move |c| {
+            let rows = c.query(
+                "SELECT h.hour, sum(h.count) FROM issue_hourly h \
+                 JOIN issues i ON i.id = h.issue_id \
+                 WHERE i.project_id = ?1 AND h.hour >= ?2 GROUP BY h.hour ORDER BY h.hour",
+                &sql_params![project_id, since],
+            )?;
+            all(rows, |r| Ok((r.int(0)?, r.int(1)?)))
+        })
+        .await
+    }
+
     async fn issue_tag_keys(&self, issue_id: i64) -> StoreResult<Vec<TagKey>> {
         self.read(move |c| {
             let rows = c.query(

@@ -15,7 +15,7 @@ use super::alerts::alerts_url;
 use super::page::{Layout, WebResult, render};
 use super::session::{Viewer, now};
 use super::settings::project_settings_url;
-use super::view::{ago, count, iso};
+use super::view::{Chart, Mark, ago, buckets, count, iso};
 
 /// How many releases the page lists (newest first).
 const RELEASES_SHOWN: i64 = 50;
@@ -61,6 +61,8 @@ struct ReleasesPage {
     issues_url: String,
     settings_url: String,
     alerts_url: String,
+    /// Events per day over 30 days, with releases (created) and deploys marked.
+    chart: Chart,
     releases: Vec<ReleaseRow>,
 }
 
@@ -119,11 +121,35 @@ async fn releases_page(
     for r in &list {
         releases.push(row(&state, project.id, r, t).await?);
     }
+    let since = t as i64 - 30 * 86400;
+    let hourly = state.store.project_hourly(project.id, since).await?;
+    let mut marks: Vec<Mark> = list
+        .iter()
+        .filter(|r| r.date_created >= since as f64)
+        .map(|r| (r.date_created, format!("release {}", r.version), "release"))
+        .collect();
+    marks.extend(
+        state
+            .store
+            .project_deploys(project.id, since as f64)
+            .await?
+            .iter()
+            .map(|d| {
+                (
+                    d.date_finished,
+                    format!("{} deployed to {}", d.version, d.environment),
+                    "deploy",
+                )
+            }),
+    );
+    let month = buckets(&hourly, t as i64, 86400, 30);
+    let chart = Chart::new("chart", &month, 86400, 480.0, 90.0, &marks, true);
     render(&ReleasesPage {
         layout: Layout::new(&viewer, format!("{} releases", project.name), "issues"),
         issues_url: format!("/issues/?project={}", project.id),
         settings_url: project_settings_url(&project.org_slug, &project.slug),
         alerts_url: alerts_url(&project.org_slug, &project.slug),
+        chart,
         org: project.org_slug,
         name: project.name,
         releases,
