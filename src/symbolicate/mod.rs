@@ -17,7 +17,11 @@
 //!
 //! Artifacts come from the store (every node reaches them). Parsed maps and minified sources
 //! are kept per node in a cache bounded by bytes; stored files never change, so it is never
-//! stale (a deleted file may be used until it is evicted).
+//! stale (a deleted file may be used until it is evicted). Lookups that found nothing (a debug
+//! id, or a release, dist and URL without a file) are remembered per node for [`MISS_TTL`]
+//! (at most [`MISS_ENTRIES`] of them), so that a stream of events without maps costs no query
+//! per event; a map uploaded meanwhile is used once that time has passed (at once on the node
+//! that took the upload, or that reprocesses: both forget the node's misses).
 
 pub mod bundle;
 pub mod reprocess;
@@ -25,6 +29,7 @@ pub mod urls;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use quick_cache::Weighter;
 use serde_json::{Map, Value, json};
@@ -40,6 +45,9 @@ const MAX_FILES: usize = 32;
 /// Lines of context on each side, and the longest line kept.
 const CONTEXT_LINES: u32 = 5;
 const MAX_LINE: usize = 300;
+/// How long a lookup that found nothing is remembered, and how many such lookups are.
+pub const MISS_TTL: Duration = Duration::from_secs(5);
+pub const MISS_ENTRIES: usize = 10_000;
 
 /// Why a frame stayed as it was.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,6 +152,45 @@ struct Found {
     via: &'static str,
 }
 
+/// A lookup in the store that may be remembered as having found nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum MissKey {
+    /// (project, debug id): no source map has it.
+    DebugId(i64, String),
+    /// (project, release, dist, candidate URLs): no file has any of the URLs.
+    Urls(i64, String, String, Vec<String>),
+}
+
+/// The time source of the miss cache (the monotonic clock, or a test's).
+pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
+/// Lookups that found nothing, each remembered with the time it was made.
+struct Misses {
+    ttl: Duration,
+    clock: Clock,
+    entries: quick_cache::sync::Cache<MissKey, Instant>,
+}
+
+impl Misses {
+    /// Whether `key` found nothing less than the TTL ago.
+    fn remembered(&self, key: &MissKey) -> bool {
+        let Some(at) = self.entries.get(key) else {
+            return false;
+        };
+        if (self.clock)().saturating_duration_since(at) < self.ttl {
+            return true;
+        }
+        self.entries.remove_if(key, |v| *v == at);
+        false
+    }
+
+    fn remember(&self, key: MissKey) {
+        if !self.ttl.is_zero() {
+            self.entries.insert(key, (self.clock)());
+        }
+    }
+}
+
 /// Resolves JavaScript frames with uploaded source maps; one per node, shared by the digest
 /// threads.
 pub struct Symbolicator {
@@ -151,17 +198,42 @@ pub struct Symbolicator {
     handle: tokio::runtime::Handle,
     /// Parsed files by (artifact id, parsed as map?).
     cache: quick_cache::sync::Cache<(i64, bool), Arc<(Cached, u64)>, ByBytes>,
+    misses: Misses,
 }
 
 impl Symbolicator {
     /// A symbolicator reading artifacts from `store` through the runtime `handle`, keeping at
-    /// most about `cache_bytes` of parsed files.
+    /// most about `cache_bytes` of parsed files, and remembering lookups that found nothing for
+    /// [`MISS_TTL`].
     pub fn new(store: Arc<dyn Store>, handle: tokio::runtime::Handle, cache_bytes: u64) -> Self {
+        Self::with_miss_ttl(store, handle, cache_bytes, MISS_TTL, Arc::new(Instant::now))
+    }
+
+    /// As [`Symbolicator::new`], remembering misses for `ttl` (zero: never) as measured by
+    /// `clock`.
+    pub fn with_miss_ttl(
+        store: Arc<dyn Store>,
+        handle: tokio::runtime::Handle,
+        cache_bytes: u64,
+        ttl: Duration,
+        clock: Clock,
+    ) -> Self {
         Symbolicator {
             store,
             handle,
             cache: quick_cache::sync::Cache::with_weighter(1024, cache_bytes.max(1), ByBytes),
+            misses: Misses {
+                ttl,
+                clock,
+                entries: quick_cache::sync::Cache::new(MISS_ENTRIES),
+            },
         }
+    }
+
+    /// Forgets the lookups that found nothing (after an upload on this node, or before
+    /// reprocessing), so that the next events look again.
+    pub fn forget_misses(&self) {
+        self.misses.entries.clear();
     }
 
     /// Rewrites the event's JavaScript frames in place. Must run on a thread outside the async
@@ -299,6 +371,10 @@ impl Symbolicator {
     }
 
     fn by_debug_id(&self, project_id: i64, debug_id: &str) -> Result<Option<Found>, Unresolved> {
+        let miss = MissKey::DebugId(project_id, debug_id.to_string());
+        if self.misses.remembered(&miss) {
+            return Ok(None);
+        }
         let store = self.store.clone();
         let id = debug_id.to_string();
         let (map, minified) = self
@@ -314,6 +390,7 @@ impl Symbolicator {
             })
             .map_err(|e| Unresolved::Storage(e.to_string()))?;
         let Some(map) = map else {
+            self.misses.remember(miss);
             return Ok(None);
         };
         let view = minified.and_then(|f| self.load(&f, false).ok());
@@ -376,16 +453,30 @@ impl Symbolicator {
         ctx: &EventContext,
         candidates: &[String],
     ) -> Result<Vec<ArtifactFile>, Unresolved> {
+        let miss = MissKey::Urls(
+            ctx.project_id,
+            ctx.release.clone(),
+            ctx.dist.clone(),
+            candidates.to_vec(),
+        );
+        if self.misses.remembered(&miss) {
+            return Ok(Vec::new());
+        }
         let store = self.store.clone();
         let (project_id, release, dist) = (ctx.project_id, ctx.release.clone(), ctx.dist.clone());
         let urls = candidates.to_vec();
-        self.handle
+        let files = self
+            .handle
             .block_on(async move {
                 store
                     .artifacts_by_url(project_id, &release, &dist, &urls)
                     .await
             })
-            .map_err(|e| Unresolved::Storage(e.to_string()))
+            .map_err(|e| Unresolved::Storage(e.to_string()))?;
+        if files.is_empty() {
+            self.misses.remember(miss);
+        }
+        Ok(files)
     }
 
     /// A stored file parsed as a map or kept as a source view, from the cache when it is there.
@@ -715,6 +806,8 @@ mod tests {
         rt: tokio::runtime::Runtime,
         store: Arc<dyn Store>,
         sym: Symbolicator,
+        /// Milliseconds the fixture's clock is ahead of the real one.
+        skew: Arc<std::sync::atomic::AtomicU64>,
         org_id: i64,
         project_id: i64,
         _dir: tempfile::TempDir,
@@ -735,11 +828,24 @@ mod tests {
                 let p = store.create_project(org.id, "web", "Web").await.unwrap();
                 (store, org.id, p.id)
             });
-            let sym = Symbolicator::new(store.clone(), rt.handle().clone(), 1 << 20);
+            let skew = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let clock_skew = skew.clone();
+            let clock: Clock = Arc::new(move || {
+                Instant::now()
+                    + Duration::from_millis(clock_skew.load(std::sync::atomic::Ordering::Relaxed))
+            });
+            let sym = Symbolicator::with_miss_ttl(
+                store.clone(),
+                rt.handle().clone(),
+                1 << 20,
+                MISS_TTL,
+                clock,
+            );
             Fixture {
                 rt,
                 store,
                 sym,
+                skew,
                 org_id,
                 project_id,
                 _dir: dir,
@@ -758,6 +864,13 @@ mod tests {
                 now: 1.0,
             };
             self.rt.block_on(self.store.save_bundle(bundle)).unwrap();
+        }
+
+        /// Moves the symbolicator's clock forward.
+        fn advance(&self, by: Duration) {
+            let ms = u64::try_from(by.as_millis()).unwrap();
+            self.skew
+                .fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
         }
 
         fn run(&self, mut event: Value) -> Value {
@@ -1020,6 +1133,8 @@ mod tests {
                 ),
             ],
         );
+        // The miss is remembered for a few seconds.
+        f.advance(MISS_TTL);
         let mut e = f.run(e);
         assert_eq!(top(&e)["function"], "applyDiscount");
         restore(&mut e);
@@ -1027,6 +1142,95 @@ mod tests {
             e["exception"], sent["exception"],
             "the minified frames come back"
         );
+    }
+
+    #[test]
+    fn misses_are_remembered_until_the_ttl_has_passed() {
+        let f = Fixture::new();
+        let minified = format!("{MINIFIED}\n//# sourceMappingURL=app.min.js.map\n");
+        let by_release = || {
+            event(
+                "https://shop.example/app.min.js",
+                1,
+                16,
+                Some("shop@1"),
+                None,
+            )
+        };
+        let by_id = || {
+            event(
+                "https://shop.example/app.min.js",
+                1,
+                16,
+                None,
+                Some(DEBUG_ID),
+            )
+        };
+        assert_eq!(status(&f.run(by_release())), "missing_release_file");
+        assert_eq!(status(&f.run(by_id())), "missing_debug_id_artifact");
+        f.upload(
+            "shop@1",
+            vec![
+                file(
+                    "~/app.min.js",
+                    "minified_source",
+                    Some(DEBUG_ID),
+                    None,
+                    minified.as_bytes(),
+                ),
+                file(
+                    "~/app.min.js.map",
+                    "source_map",
+                    Some(DEBUG_ID),
+                    None,
+                    &map_json(Some(DEBUG_ID)),
+                ),
+            ],
+        );
+        // Within the TTL the store is not asked again: the misses stand.
+        f.advance(MISS_TTL - Duration::from_millis(500));
+        assert_eq!(status(&f.run(by_release())), "missing_release_file");
+        assert_eq!(status(&f.run(by_id())), "missing_debug_id_artifact");
+        // Other keys are looked up: another release, another dist.
+        let mut other = by_release();
+        other["dist"] = json!("7");
+        assert_eq!(status(&f.run(other)), "missing_release_file");
+        f.advance(Duration::from_millis(500));
+        let e = f.run(by_release());
+        assert_eq!(top(&e)["function"], "applyDiscount", "{e:#}");
+        assert_eq!(top(&e)["data"]["resolved_with"], "release");
+        let e = f.run(by_id());
+        assert_eq!(top(&e)["function"], "applyDiscount", "{e:#}");
+        assert_eq!(top(&e)["data"]["resolved_with"], "debug-id");
+    }
+
+    #[test]
+    fn a_zero_ttl_remembers_no_miss() {
+        let f = Fixture::new();
+        let sym = Symbolicator::with_miss_ttl(
+            f.store.clone(),
+            f.rt.handle().clone(),
+            1 << 20,
+            Duration::ZERO,
+            Arc::new(Instant::now),
+        );
+        let url = "https://shop.example/app.min.js";
+        let mut e = event(url, 1, 16, None, Some(DEBUG_ID));
+        sym.symbolicate(f.project_id, &mut e);
+        assert_eq!(status(&e), "missing_debug_id_artifact");
+        f.upload(
+            "",
+            vec![file(
+                "~/app.min.js.map",
+                "source_map",
+                Some(DEBUG_ID),
+                None,
+                &map_json(Some(DEBUG_ID)),
+            )],
+        );
+        let mut e = event(url, 1, 16, None, Some(DEBUG_ID));
+        sym.symbolicate(f.project_id, &mut e);
+        assert_eq!(top(&e)["data"]["symbolicated"], true, "{e:#}");
     }
 
     #[test]
