@@ -17,11 +17,12 @@
 //!
 //! Artifacts come from the store (every node reaches them). Parsed maps and minified sources
 //! are kept per node in a cache bounded by bytes; stored files never change, so it is never
-//! stale (a deleted file may be used until it is evicted). Lookups that found nothing (a debug
-//! id, or a release, dist and URL without a file) are remembered per node for [`MISS_TTL`]
-//! (at most [`MISS_ENTRIES`] of them), so that a stream of events without maps costs no query
-//! per event; a map uploaded meanwhile is used once that time has passed (at once on the node
-//! that took the upload, or that reprocesses: both forget the node's misses).
+//! stale (a deleted file may be used until it is evicted). The store's answers to lookups (by
+//! debug id, or by release, dist and URLs), found or not, are remembered per node for
+//! [`LOOKUP_TTL`] (at most [`LOOKUP_ENTRIES`] of them), so that a stream of events costs no
+//! query per event, whether its files have maps or not; a map uploaded meanwhile is used once
+//! that time has passed (at once on the node that took the upload, or that reprocesses: both
+//! forget the node's lookups).
 
 pub mod bundle;
 pub mod reprocess;
@@ -45,9 +46,9 @@ const MAX_FILES: usize = 32;
 /// Lines of context on each side, and the longest line kept.
 const CONTEXT_LINES: u32 = 5;
 const MAX_LINE: usize = 300;
-/// How long a lookup that found nothing is remembered, and how many such lookups are.
-pub const MISS_TTL: Duration = Duration::from_secs(5);
-pub const MISS_ENTRIES: usize = 10_000;
+/// How long the store's answer to a lookup is remembered, and how many answers are.
+pub const LOOKUP_TTL: Duration = Duration::from_secs(5);
+pub const LOOKUP_ENTRIES: usize = 10_000;
 
 /// Why a frame stayed as it was.
 #[derive(Debug, Clone, PartialEq)]
@@ -152,41 +153,47 @@ struct Found {
     via: &'static str,
 }
 
-/// A lookup in the store that may be remembered as having found nothing.
+/// A lookup in the store.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum MissKey {
-    /// (project, debug id): no source map has it.
+enum LookupKey {
+    /// (project, debug id): the map and the minified source with that id.
     DebugId(i64, String),
-    /// (project, release, dist, candidate URLs): no file has any of the URLs.
+    /// (project, release, dist, candidate URLs): the files with any of the URLs.
     Urls(i64, String, String, Vec<String>),
 }
 
-/// The time source of the miss cache (the monotonic clock, or a test's).
-pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
-
-/// Lookups that found nothing, each remembered with the time it was made.
-struct Misses {
-    ttl: Duration,
-    clock: Clock,
-    entries: quick_cache::sync::Cache<MissKey, Instant>,
+/// What the store answered to a lookup.
+#[derive(Clone)]
+enum Answer {
+    /// The source map and the minified source with a debug id.
+    DebugId(Option<Arc<ArtifactFile>>, Option<Arc<ArtifactFile>>),
+    Urls(Arc<Vec<ArtifactFile>>),
 }
 
-impl Misses {
-    /// Whether `key` found nothing less than the TTL ago.
-    fn remembered(&self, key: &MissKey) -> bool {
-        let Some(at) = self.entries.get(key) else {
-            return false;
-        };
+/// The time source of the lookup cache (the monotonic clock, or a test's).
+pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
+/// The store's recent answers, each with the time it was given.
+struct Lookups {
+    ttl: Duration,
+    clock: Clock,
+    entries: quick_cache::sync::Cache<LookupKey, (Instant, Answer)>,
+}
+
+impl Lookups {
+    /// The answer to `key` given less than the TTL ago.
+    fn get(&self, key: &LookupKey) -> Option<Answer> {
+        let (at, answer) = self.entries.get(key)?;
         if (self.clock)().saturating_duration_since(at) < self.ttl {
-            return true;
+            return Some(answer);
         }
-        self.entries.remove_if(key, |v| *v == at);
-        false
+        self.entries.remove_if(key, |v| v.0 == at);
+        None
     }
 
-    fn remember(&self, key: MissKey) {
+    fn put(&self, key: LookupKey, answer: Answer) {
         if !self.ttl.is_zero() {
-            self.entries.insert(key, (self.clock)());
+            self.entries.insert(key, ((self.clock)(), answer));
         }
     }
 }
@@ -198,20 +205,26 @@ pub struct Symbolicator {
     handle: tokio::runtime::Handle,
     /// Parsed files by (artifact id, parsed as map?).
     cache: quick_cache::sync::Cache<(i64, bool), Arc<(Cached, u64)>, ByBytes>,
-    misses: Misses,
+    lookups: Lookups,
 }
 
 impl Symbolicator {
     /// A symbolicator reading artifacts from `store` through the runtime `handle`, keeping at
-    /// most about `cache_bytes` of parsed files, and remembering lookups that found nothing for
-    /// [`MISS_TTL`].
+    /// most about `cache_bytes` of parsed files, and remembering the store's answers for
+    /// [`LOOKUP_TTL`].
     pub fn new(store: Arc<dyn Store>, handle: tokio::runtime::Handle, cache_bytes: u64) -> Self {
-        Self::with_miss_ttl(store, handle, cache_bytes, MISS_TTL, Arc::new(Instant::now))
+        Self::with_lookup_ttl(
+            store,
+            handle,
+            cache_bytes,
+            LOOKUP_TTL,
+            Arc::new(Instant::now),
+        )
     }
 
-    /// As [`Symbolicator::new`], remembering misses for `ttl` (zero: never) as measured by
-    /// `clock`.
-    pub fn with_miss_ttl(
+    /// As [`Symbolicator::new`], remembering the store's answers for `ttl` (zero: never) as
+    /// measured by `clock`.
+    pub fn with_lookup_ttl(
         store: Arc<dyn Store>,
         handle: tokio::runtime::Handle,
         cache_bytes: u64,
@@ -222,18 +235,18 @@ impl Symbolicator {
             store,
             handle,
             cache: quick_cache::sync::Cache::with_weighter(1024, cache_bytes.max(1), ByBytes),
-            misses: Misses {
+            lookups: Lookups {
                 ttl,
                 clock,
-                entries: quick_cache::sync::Cache::new(MISS_ENTRIES),
+                entries: quick_cache::sync::Cache::new(LOOKUP_ENTRIES),
             },
         }
     }
 
-    /// Forgets the lookups that found nothing (after an upload on this node, or before
+    /// Forgets the store's remembered answers (after an upload on this node, or before
     /// reprocessing), so that the next events look again.
-    pub fn forget_misses(&self) {
-        self.misses.entries.clear();
+    pub fn forget_lookups(&self) {
+        self.lookups.entries.clear();
     }
 
     /// Rewrites the event's JavaScript frames in place. Must run on a thread outside the async
@@ -371,26 +384,30 @@ impl Symbolicator {
     }
 
     fn by_debug_id(&self, project_id: i64, debug_id: &str) -> Result<Option<Found>, Unresolved> {
-        let miss = MissKey::DebugId(project_id, debug_id.to_string());
-        if self.misses.remembered(&miss) {
-            return Ok(None);
-        }
-        let store = self.store.clone();
-        let id = debug_id.to_string();
-        let (map, minified) = self
-            .handle
-            .block_on(async move {
-                let map = store
-                    .artifact_by_debug_id(project_id, &id, &["source_map"])
-                    .await?;
-                let minified = store
-                    .artifact_by_debug_id(project_id, &id, &["minified_source", "source"])
-                    .await?;
-                Ok::<_, StoreError>((map, minified))
-            })
-            .map_err(|e| Unresolved::Storage(e.to_string()))?;
+        let key = LookupKey::DebugId(project_id, debug_id.to_string());
+        let (map, minified) = match self.lookups.get(&key) {
+            Some(Answer::DebugId(map, minified)) => (map, minified),
+            _ => {
+                let store = self.store.clone();
+                let id = debug_id.to_string();
+                let (map, minified) = self
+                    .handle
+                    .block_on(async move {
+                        let map = store
+                            .artifact_by_debug_id(project_id, &id, &["source_map"])
+                            .await?;
+                        let minified = store
+                            .artifact_by_debug_id(project_id, &id, &["minified_source", "source"])
+                            .await?;
+                        Ok::<_, StoreError>((map.map(Arc::new), minified.map(Arc::new)))
+                    })
+                    .map_err(|e| Unresolved::Storage(e.to_string()))?;
+                self.lookups
+                    .put(key, Answer::DebugId(map.clone(), minified.clone()));
+                (map, minified)
+            }
+        };
         let Some(map) = map else {
-            self.misses.remember(miss);
             return Ok(None);
         };
         let view = minified.and_then(|f| self.load(&f, false).ok());
@@ -452,15 +469,15 @@ impl Symbolicator {
         &self,
         ctx: &EventContext,
         candidates: &[String],
-    ) -> Result<Vec<ArtifactFile>, Unresolved> {
-        let miss = MissKey::Urls(
+    ) -> Result<Arc<Vec<ArtifactFile>>, Unresolved> {
+        let key = LookupKey::Urls(
             ctx.project_id,
             ctx.release.clone(),
             ctx.dist.clone(),
             candidates.to_vec(),
         );
-        if self.misses.remembered(&miss) {
-            return Ok(Vec::new());
+        if let Some(Answer::Urls(files)) = self.lookups.get(&key) {
+            return Ok(files);
         }
         let store = self.store.clone();
         let (project_id, release, dist) = (ctx.project_id, ctx.release.clone(), ctx.dist.clone());
@@ -473,9 +490,8 @@ impl Symbolicator {
                     .await
             })
             .map_err(|e| Unresolved::Storage(e.to_string()))?;
-        if files.is_empty() {
-            self.misses.remember(miss);
-        }
+        let files = Arc::new(files);
+        self.lookups.put(key, Answer::Urls(files.clone()));
         Ok(files)
     }
 
@@ -834,11 +850,11 @@ mod tests {
                 Instant::now()
                     + Duration::from_millis(clock_skew.load(std::sync::atomic::Ordering::Relaxed))
             });
-            let sym = Symbolicator::with_miss_ttl(
+            let sym = Symbolicator::with_lookup_ttl(
                 store.clone(),
                 rt.handle().clone(),
                 1 << 20,
-                MISS_TTL,
+                LOOKUP_TTL,
                 clock,
             );
             Fixture {
@@ -1133,8 +1149,8 @@ mod tests {
                 ),
             ],
         );
-        // The miss is remembered for a few seconds.
-        f.advance(MISS_TTL);
+        // The store's answer is remembered for a few seconds.
+        f.advance(LOOKUP_TTL);
         let mut e = f.run(e);
         assert_eq!(top(&e)["function"], "applyDiscount");
         restore(&mut e);
@@ -1145,7 +1161,7 @@ mod tests {
     }
 
     #[test]
-    fn misses_are_remembered_until_the_ttl_has_passed() {
+    fn answers_are_remembered_until_the_ttl_has_passed() {
         let f = Fixture::new();
         let minified = format!("{MINIFIED}\n//# sourceMappingURL=app.min.js.map\n");
         let by_release = || {
@@ -1188,7 +1204,7 @@ mod tests {
             ],
         );
         // Within the TTL the store is not asked again: the misses stand.
-        f.advance(MISS_TTL - Duration::from_millis(500));
+        f.advance(LOOKUP_TTL - Duration::from_millis(500));
         assert_eq!(status(&f.run(by_release())), "missing_release_file");
         assert_eq!(status(&f.run(by_id())), "missing_debug_id_artifact");
         // Other keys are looked up: another release, another dist.
@@ -1205,9 +1221,32 @@ mod tests {
     }
 
     #[test]
-    fn a_zero_ttl_remembers_no_miss() {
+    fn forgetting_lookups_uses_a_new_upload_at_once() {
         let f = Fixture::new();
-        let sym = Symbolicator::with_miss_ttl(
+        let url = "https://shop.example/app.min.js";
+        assert_eq!(
+            status(&f.run(event(url, 1, 16, None, Some(DEBUG_ID)))),
+            "missing_debug_id_artifact"
+        );
+        f.upload(
+            "",
+            vec![file(
+                "~/app.min.js.map",
+                "source_map",
+                Some(DEBUG_ID),
+                None,
+                &map_json(Some(DEBUG_ID)),
+            )],
+        );
+        f.sym.forget_lookups();
+        let e = f.run(event(url, 1, 16, None, Some(DEBUG_ID)));
+        assert_eq!(top(&e)["data"]["symbolicated"], true, "{e:#}");
+    }
+
+    #[test]
+    fn a_zero_ttl_remembers_nothing() {
+        let f = Fixture::new();
+        let sym = Symbolicator::with_lookup_ttl(
             f.store.clone(),
             f.rt.handle().clone(),
             1 << 20,
