@@ -573,13 +573,14 @@ pub async fn run(a: SourcemapsArgs) -> anyhow::Result<()> {
     let cores = |x: Option<f64>| x.map_or("–".to_string(), |c| format!("{:.0}%", c * 100.0));
     let mut md = format!(
         "\n## Source map digest throughput ({started})\n\n\
-         Minified browser events (platform `javascript`, {} frames in {} call chains of a \
+         Minified browser events (platform `javascript`, {}–{} frames in {} call chains of a \
          {} B esbuild bundle, map {} B), mean body {gz:.0} B gzip / {raw:.0} B; closed loop, \
          {} connections, {} s per run; runs alternate between the project without maps and the \
          one with maps (after a warm-up of {} events each).\n\n\
          | round | without maps: digested/s | other CPU | with maps: digested/s | other CPU | ratio |\n\
          |---|---:|---:|---:|---:|---:|\n",
-        chains.iter().map(Vec::len).sum::<usize>() / chains.len(),
+        chains.iter().map(Vec::len).min().unwrap_or(0),
+        chains.iter().map(Vec::len).max().unwrap_or(0),
         chains.len(),
         BUNDLE.len(),
         MAP.len(),
