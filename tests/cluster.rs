@@ -376,10 +376,14 @@ impl Cluster {
                 .header("Authorization", &format!("Bearer {}", self.token))
                 .call()
                 .map_err(|e| e.to_string())?;
+            let status = resp.status().as_u16();
             let body = resp
                 .body_mut()
                 .read_to_string()
                 .map_err(|e| e.to_string())?;
+            if status != 200 {
+                return Err(format!("{status}: {body}"));
+            }
             serde_json::from_str::<Value>(&body).map_err(|e| e.to_string())
         })
     }
@@ -426,7 +430,7 @@ fn a_map_uploaded_through_one_node_resolves_frames_digested_by_the_others() {
     let frame = top_frame(&cluster.stored_event(2, &id));
     assert_eq!(frame["function"], "applyDiscount", "{frame:#}");
     assert_eq!(frame["filename"], "src/checkout.js");
-    assert_eq!(frame["lineno"], 3);
+    assert_eq!(frame["lineNo"], 3);
     let line = json!([3, "  throw new Error(\"unknown code \" + code);"]);
     assert!(
         frame["context"]
