@@ -66,6 +66,8 @@ impl GlobalArgs {
     }
 }
 
+// Parsed once at start-up: the size of the `serve` variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default when no subcommand is given).
