@@ -29,6 +29,8 @@ pub struct AppState {
     pub keys: Arc<KeyCache>,
     pub rate_limiter: Arc<RateLimiter>,
     pub trusted_proxies: Arc<Vec<IpAddr>>,
+    /// This node's source map resolver (its caches are forgotten on uploads and reprocessing).
+    pub symbolicator: Arc<crate::symbolicate::Symbolicator>,
 }
 
 /// All routes: ingestion, the web API and health.
@@ -95,6 +97,11 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> 
         keys: Arc::new(KeyCache::default()),
         rate_limiter: Arc::new(RateLimiter::default()),
         trusted_proxies: Arc::new(args.trusted_proxies.clone()),
+        symbolicator: Arc::new(crate::symbolicate::Symbolicator::new(
+            store.clone(),
+            tokio::runtime::Handle::current(),
+            args.sourcemap_cache_mb.saturating_mul(1024 * 1024),
+        )),
     };
     let wake_delivery = Arc::new(tokio::sync::Notify::new());
     let digest = tokio::spawn(worker::run(worker::Worker {
@@ -106,11 +113,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> 
             &state.public_url,
             wake_delivery.clone(),
         )),
-        symbolicator: Some(Arc::new(crate::symbolicate::Symbolicator::new(
-            store.clone(),
-            tokio::runtime::Handle::current(),
-            args.sourcemap_cache_mb.saturating_mul(1024 * 1024),
-        ))),
+        symbolicator: Some(state.symbolicator.clone()),
     }));
     let delivery = tokio::spawn(crate::alerts::deliver::run(
         store.clone(),

@@ -317,3 +317,141 @@ fn a_key_rate_limit_holds_across_the_cluster() {
         "the cluster admitted {total} events under a limit of 10"
     );
 }
+
+/// The original of the one-function bundle below.
+const MAP_ORIGINAL: &str = "// Checkout\nfunction applyDiscount(code) {\n  throw new Error(\"unknown code \" + code);\n}\n";
+const MAP_MINIFIED: &str =
+    "function a(b){throw new Error(\"unknown code \"+b)}\n//# sourceMappingURL=app.min.js.map\n";
+
+/// A source map of [`MAP_MINIFIED`] back to [`MAP_ORIGINAL`].
+fn map_json() -> Vec<u8> {
+    let mut b = sourcemap::SourceMapBuilder::new(Some("app.min.js"));
+    let src = b.add_source("../src/checkout.js");
+    b.set_source_contents(src, Some(MAP_ORIGINAL));
+    let name = b.add_name("applyDiscount");
+    b.add_raw(0, 0, 1, 0, Some(src), None, false);
+    b.add_raw(0, 9, 1, 9, Some(src), Some(name), false);
+    b.add_raw(0, 15, 2, 2, Some(src), None, false);
+    let mut out = Vec::new();
+    b.into_sourcemap().to_writer(&mut out).unwrap();
+    out
+}
+
+impl Cluster {
+    /// Uploads a release file through a node with the legacy `…/releases/{version}/files/`.
+    fn upload_release_file(&self, node: usize, release: &str, name: &str, data: &[u8]) {
+        let boundary = "cluster-test-boundary";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n{name}\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(data);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let url = format!(
+            "{}/api/0/projects/acme/cluster/releases/{release}/files/",
+            self.nodes[node].url
+        );
+        let resp = agent()
+            .post(&url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .header(
+                "Content-Type",
+                &format!("multipart/form-data; boundary={boundary}"),
+            )
+            .send(&body[..]);
+        let answer = common::answer(format!("POST {url}"), resp);
+        answer.expect(201);
+    }
+
+    /// A stored event, read through a node, once it is there.
+    fn stored_event(&self, node: usize, event_id: &str) -> Value {
+        wait_until(&format!("event {event_id} is stored"), || {
+            let mut resp = agent()
+                .get(&format!(
+                    "{}/api/0/projects/acme/cluster/events/{event_id}/",
+                    self.nodes[node].url
+                ))
+                .header("Authorization", &format!("Bearer {}", self.token))
+                .call()
+                .map_err(|e| e.to_string())?;
+            let status = resp.status().as_u16();
+            let body = resp
+                .body_mut()
+                .read_to_string()
+                .map_err(|e| e.to_string())?;
+            if status != 200 {
+                return Err(format!("{status}: {body}"));
+            }
+            serde_json::from_str::<Value>(&body).map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// The top frame of a stored event's exception.
+fn top_frame(event: &Value) -> Value {
+    event["entries"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["type"] == "exception"))
+        .and_then(|e| e["data"]["values"][0]["stacktrace"]["frames"].as_array())
+        .and_then(|f| f.last())
+        .cloned()
+        .unwrap_or_else(|| panic!("no exception frames: {event:#}"))
+}
+
+#[test]
+fn a_map_uploaded_through_one_node_resolves_frames_digested_by_the_others() {
+    let Some(url) = admin_url() else { return };
+    let cluster = Cluster::start(url);
+    let release = "shop@7";
+    let minified_event = |n: usize| {
+        json!({
+            "platform": "javascript",
+            "release": release,
+            "exception": {"values": [{"type": "Error", "value": format!("unknown code X{n}"),
+                "stacktrace": {"frames": [{"filename": "https://shop.example/static/app.min.js",
+                    "function": "a", "lineno": 1, "colno": 16, "in_app": true}]}}]},
+        })
+    };
+    // Before the upload, node 2 finds no map (and remembers that for a few seconds).
+    let early = format!("{:032x}", 0xe0);
+    assert!(cluster.send(2, &early, &minified_event(0)));
+    let frame = top_frame(&cluster.stored_event(0, &early));
+    assert_eq!(frame["function"], "a", "{frame:#}");
+    assert_eq!(frame["data"]["symbolicator_status"], "missing_release_file");
+
+    cluster.upload_release_file(0, release, "~/static/app.min.js", MAP_MINIFIED.as_bytes());
+    cluster.upload_release_file(0, release, "~/static/app.min.js.map", &map_json());
+
+    // Node 1 never looked: its first event is resolved with what node 0 stored.
+    let id = format!("{:032x}", 0xe1);
+    assert!(cluster.send(1, &id, &minified_event(1)));
+    let frame = top_frame(&cluster.stored_event(2, &id));
+    assert_eq!(frame["function"], "applyDiscount", "{frame:#}");
+    assert_eq!(frame["filename"], "src/checkout.js");
+    assert_eq!(frame["lineNo"], 3);
+    let line = json!([3, "  throw new Error(\"unknown code \" + code);"]);
+    assert!(
+        frame["context"]
+            .as_array()
+            .is_some_and(|c| c.contains(&line)),
+        "{frame:#}"
+    );
+    assert_eq!(frame["data"]["resolved_with"], "release");
+
+    // Node 2 resolves too once its remembered miss has expired.
+    let mut n = 2;
+    wait_until("node 2 resolves frames with the uploaded map", || {
+        n += 1;
+        let id = format!("{:032x}", 0xe000 + n);
+        if !cluster.send(2, &id, &minified_event(n)) {
+            return Err("not acknowledged".into());
+        }
+        let frame = top_frame(&cluster.stored_event(1, &id));
+        match frame["function"].as_str() {
+            Some("applyDiscount") => Ok(()),
+            other => Err(format!("function {other:?}")),
+        }
+    });
+}

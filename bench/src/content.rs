@@ -870,6 +870,36 @@ impl Corpus {
         }
     }
 
+    /// A corpus of the given events (group, payload), pre-compressed like [`Corpus::build`]'s.
+    pub fn from_events(dsn: &str, events: &[(usize, Value)]) -> anyhow::Result<Corpus> {
+        let mut variants = Vec::with_capacity(events.len());
+        for (group, event) in events {
+            let payload = serde_json::to_vec(event)?;
+            let mut tail = format!(
+                "{{\"type\":\"event\",\"length\":{},\"content_type\":\"application/json\"}}\n",
+                payload.len()
+            )
+            .into_bytes();
+            tail.extend_from_slice(&payload);
+            tail.push(b'\n');
+            let mut enc = flate2::write::GzEncoder::new(
+                Vec::with_capacity(4096),
+                flate2::Compression::new(9),
+            );
+            enc.write_all(&tail)?;
+            variants.push(Variant {
+                group: *group,
+                tail_gz: Bytes::from(enc.finish()?),
+                tail_len: tail.len(),
+            });
+        }
+        Ok(Corpus {
+            variants,
+            hdr_end: format!("\",\"dsn\":{}}}\n", serde_json::to_string(dsn)?).into_bytes(),
+            split: None,
+        })
+    }
+
     /// The same bodies for another DSN (only the per-request header names it).
     pub fn with_dsn(&self, dsn: &str) -> Corpus {
         Corpus {

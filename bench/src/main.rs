@@ -7,6 +7,7 @@
 //!     faultline-bench sample          # body sizes and one decompressed envelope
 //!     faultline-bench ui --faultline target/release/faultline [--issues 10000 --events 1000000]
 //!     faultline-bench alerts --faultline target/release/faultline [--new-issues 1000]
+//!     faultline-bench sourcemaps --faultline target/release/faultline [--duration 15]
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -17,6 +18,7 @@ mod load;
 mod null_server;
 mod procstat;
 mod runall;
+mod sourcemaps;
 mod ui;
 mod verify;
 
@@ -65,6 +67,9 @@ enum Cmd {
     Ui(ui::UiArgs),
     /// Alert latency: SDK acknowledgement → webhook arrival for new issues under background load.
     Alerts(alerts::AlertsArgs),
+    /// Digest throughput of minified browser events resolved with an uploaded source map,
+    /// against the same events in a project without maps.
+    Sourcemaps(sourcemaps::SourcemapsArgs),
 }
 
 #[derive(Args, Clone, Debug)]
@@ -151,6 +156,7 @@ fn main() -> anyhow::Result<()> {
         Some(Cmd::Sample(c)) => sample(&c),
         Some(Cmd::Ui(a)) => rt.block_on(ui::run(a)),
         Some(Cmd::Alerts(a)) => rt.block_on(alerts::run(a)),
+        Some(Cmd::Sourcemaps(a)) => rt.block_on(sourcemaps::run(a)),
         Some(Cmd::Load(l)) => rt.block_on(load_cmd(l)),
         None => rt.block_on(load_cmd(cli.load)),
     }

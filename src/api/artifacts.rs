@@ -370,6 +370,8 @@ async fn assemble(
             now: now(),
         })
         .await?;
+    // This node sees the new files at once; other nodes once their remembered lookups expire.
+    state.symbolicator.forget_lookups();
     tracing::info!(org = %org.slug, release, files, "assembled an artifact upload");
     answer("ok", Vec::new(), None)
 }
@@ -535,6 +537,8 @@ async fn upload_file(
             now: now(),
         })
         .await?;
+    // This node sees the new files at once; other nodes once their remembered lookups expire.
+    state.symbolicator.forget_lookups();
     let stored = state
         .store
         .release_files(org.id, None, version)

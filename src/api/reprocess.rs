@@ -18,6 +18,7 @@ pub async fn issue(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (issue, project) = visible_issue(&state, &user, &id).await?;
+    state.symbolicator.forget_lookups();
     let n = reprocess_issue(state.store.as_ref(), &state.spool, project.id, issue.id)
         .await
         .map_err(ApiError::internal)?;

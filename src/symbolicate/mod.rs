@@ -17,7 +17,12 @@
 //!
 //! Artifacts come from the store (every node reaches them). Parsed maps and minified sources
 //! are kept per node in a cache bounded by bytes; stored files never change, so it is never
-//! stale (a deleted file may be used until it is evicted).
+//! stale (a deleted file may be used until it is evicted). The store's answers to lookups (by
+//! debug id, or by release, dist and URLs), found or not, are remembered per node for
+//! [`LOOKUP_TTL`] (at most [`LOOKUP_ENTRIES`] of them), so that a stream of events costs no
+//! query per event, whether its files have maps or not; a map uploaded meanwhile is used once
+//! that time has passed (at once on the node that took the upload, or that reprocesses: both
+//! forget the node's lookups).
 
 pub mod bundle;
 pub mod reprocess;
@@ -25,6 +30,7 @@ pub mod urls;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use quick_cache::Weighter;
 use serde_json::{Map, Value, json};
@@ -40,6 +46,9 @@ const MAX_FILES: usize = 32;
 /// Lines of context on each side, and the longest line kept.
 const CONTEXT_LINES: u32 = 5;
 const MAX_LINE: usize = 300;
+/// How long the store's answer to a lookup is remembered, and how many answers are.
+pub const LOOKUP_TTL: Duration = Duration::from_secs(5);
+pub const LOOKUP_ENTRIES: usize = 10_000;
 
 /// Why a frame stayed as it was.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,6 +153,51 @@ struct Found {
     via: &'static str,
 }
 
+/// A lookup in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum LookupKey {
+    /// (project, debug id): the map and the minified source with that id.
+    DebugId(i64, String),
+    /// (project, release, dist, candidate URLs): the files with any of the URLs.
+    Urls(i64, String, String, Vec<String>),
+}
+
+/// What the store answered to a lookup.
+#[derive(Clone)]
+enum Answer {
+    /// The source map and the minified source with a debug id.
+    DebugId(Option<Arc<ArtifactFile>>, Option<Arc<ArtifactFile>>),
+    Urls(Arc<Vec<ArtifactFile>>),
+}
+
+/// The time source of the lookup cache (the monotonic clock, or a test's).
+pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
+/// The store's recent answers, each with the time it was given.
+struct Lookups {
+    ttl: Duration,
+    clock: Clock,
+    entries: quick_cache::sync::Cache<LookupKey, (Instant, Answer)>,
+}
+
+impl Lookups {
+    /// The answer to `key` given less than the TTL ago.
+    fn get(&self, key: &LookupKey) -> Option<Answer> {
+        let (at, answer) = self.entries.get(key)?;
+        if (self.clock)().saturating_duration_since(at) < self.ttl {
+            return Some(answer);
+        }
+        self.entries.remove_if(key, |v| v.0 == at);
+        None
+    }
+
+    fn put(&self, key: LookupKey, answer: Answer) {
+        if !self.ttl.is_zero() {
+            self.entries.insert(key, ((self.clock)(), answer));
+        }
+    }
+}
+
 /// Resolves JavaScript frames with uploaded source maps; one per node, shared by the digest
 /// threads.
 pub struct Symbolicator {
@@ -151,17 +205,48 @@ pub struct Symbolicator {
     handle: tokio::runtime::Handle,
     /// Parsed files by (artifact id, parsed as map?).
     cache: quick_cache::sync::Cache<(i64, bool), Arc<(Cached, u64)>, ByBytes>,
+    lookups: Lookups,
 }
 
 impl Symbolicator {
     /// A symbolicator reading artifacts from `store` through the runtime `handle`, keeping at
-    /// most about `cache_bytes` of parsed files.
+    /// most about `cache_bytes` of parsed files, and remembering the store's answers for
+    /// [`LOOKUP_TTL`].
     pub fn new(store: Arc<dyn Store>, handle: tokio::runtime::Handle, cache_bytes: u64) -> Self {
+        Self::with_lookup_ttl(
+            store,
+            handle,
+            cache_bytes,
+            LOOKUP_TTL,
+            Arc::new(Instant::now),
+        )
+    }
+
+    /// As [`Symbolicator::new`], remembering the store's answers for `ttl` (zero: never) as
+    /// measured by `clock`.
+    pub fn with_lookup_ttl(
+        store: Arc<dyn Store>,
+        handle: tokio::runtime::Handle,
+        cache_bytes: u64,
+        ttl: Duration,
+        clock: Clock,
+    ) -> Self {
         Symbolicator {
             store,
             handle,
             cache: quick_cache::sync::Cache::with_weighter(1024, cache_bytes.max(1), ByBytes),
+            lookups: Lookups {
+                ttl,
+                clock,
+                entries: quick_cache::sync::Cache::new(LOOKUP_ENTRIES),
+            },
         }
+    }
+
+    /// Forgets the store's remembered answers (after an upload on this node, or before
+    /// reprocessing), so that the next events look again.
+    pub fn forget_lookups(&self) {
+        self.lookups.entries.clear();
     }
 
     /// Rewrites the event's JavaScript frames in place. Must run on a thread outside the async
@@ -299,20 +384,29 @@ impl Symbolicator {
     }
 
     fn by_debug_id(&self, project_id: i64, debug_id: &str) -> Result<Option<Found>, Unresolved> {
-        let store = self.store.clone();
-        let id = debug_id.to_string();
-        let (map, minified) = self
-            .handle
-            .block_on(async move {
-                let map = store
-                    .artifact_by_debug_id(project_id, &id, &["source_map"])
-                    .await?;
-                let minified = store
-                    .artifact_by_debug_id(project_id, &id, &["minified_source", "source"])
-                    .await?;
-                Ok::<_, StoreError>((map, minified))
-            })
-            .map_err(|e| Unresolved::Storage(e.to_string()))?;
+        let key = LookupKey::DebugId(project_id, debug_id.to_string());
+        let (map, minified) = match self.lookups.get(&key) {
+            Some(Answer::DebugId(map, minified)) => (map, minified),
+            _ => {
+                let store = self.store.clone();
+                let id = debug_id.to_string();
+                let (map, minified) = self
+                    .handle
+                    .block_on(async move {
+                        let map = store
+                            .artifact_by_debug_id(project_id, &id, &["source_map"])
+                            .await?;
+                        let minified = store
+                            .artifact_by_debug_id(project_id, &id, &["minified_source", "source"])
+                            .await?;
+                        Ok::<_, StoreError>((map.map(Arc::new), minified.map(Arc::new)))
+                    })
+                    .map_err(|e| Unresolved::Storage(e.to_string()))?;
+                self.lookups
+                    .put(key, Answer::DebugId(map.clone(), minified.clone()));
+                (map, minified)
+            }
+        };
         let Some(map) = map else {
             return Ok(None);
         };
@@ -375,17 +469,30 @@ impl Symbolicator {
         &self,
         ctx: &EventContext,
         candidates: &[String],
-    ) -> Result<Vec<ArtifactFile>, Unresolved> {
+    ) -> Result<Arc<Vec<ArtifactFile>>, Unresolved> {
+        let key = LookupKey::Urls(
+            ctx.project_id,
+            ctx.release.clone(),
+            ctx.dist.clone(),
+            candidates.to_vec(),
+        );
+        if let Some(Answer::Urls(files)) = self.lookups.get(&key) {
+            return Ok(files);
+        }
         let store = self.store.clone();
         let (project_id, release, dist) = (ctx.project_id, ctx.release.clone(), ctx.dist.clone());
         let urls = candidates.to_vec();
-        self.handle
+        let files = self
+            .handle
             .block_on(async move {
                 store
                     .artifacts_by_url(project_id, &release, &dist, &urls)
                     .await
             })
-            .map_err(|e| Unresolved::Storage(e.to_string()))
+            .map_err(|e| Unresolved::Storage(e.to_string()))?;
+        let files = Arc::new(files);
+        self.lookups.put(key, Answer::Urls(files.clone()));
+        Ok(files)
     }
 
     /// A stored file parsed as a map or kept as a source view, from the cache when it is there.
@@ -715,6 +822,8 @@ mod tests {
         rt: tokio::runtime::Runtime,
         store: Arc<dyn Store>,
         sym: Symbolicator,
+        /// Milliseconds the fixture's clock is ahead of the real one.
+        skew: Arc<std::sync::atomic::AtomicU64>,
         org_id: i64,
         project_id: i64,
         _dir: tempfile::TempDir,
@@ -735,11 +844,24 @@ mod tests {
                 let p = store.create_project(org.id, "web", "Web").await.unwrap();
                 (store, org.id, p.id)
             });
-            let sym = Symbolicator::new(store.clone(), rt.handle().clone(), 1 << 20);
+            let skew = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let clock_skew = skew.clone();
+            let clock: Clock = Arc::new(move || {
+                Instant::now()
+                    + Duration::from_millis(clock_skew.load(std::sync::atomic::Ordering::Relaxed))
+            });
+            let sym = Symbolicator::with_lookup_ttl(
+                store.clone(),
+                rt.handle().clone(),
+                1 << 20,
+                LOOKUP_TTL,
+                clock,
+            );
             Fixture {
                 rt,
                 store,
                 sym,
+                skew,
                 org_id,
                 project_id,
                 _dir: dir,
@@ -758,6 +880,13 @@ mod tests {
                 now: 1.0,
             };
             self.rt.block_on(self.store.save_bundle(bundle)).unwrap();
+        }
+
+        /// Moves the symbolicator's clock forward.
+        fn advance(&self, by: Duration) {
+            let ms = u64::try_from(by.as_millis()).unwrap();
+            self.skew
+                .fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
         }
 
         fn run(&self, mut event: Value) -> Value {
@@ -1020,6 +1149,8 @@ mod tests {
                 ),
             ],
         );
+        // The store's answer is remembered for a few seconds.
+        f.advance(LOOKUP_TTL);
         let mut e = f.run(e);
         assert_eq!(top(&e)["function"], "applyDiscount");
         restore(&mut e);
@@ -1027,6 +1158,118 @@ mod tests {
             e["exception"], sent["exception"],
             "the minified frames come back"
         );
+    }
+
+    #[test]
+    fn answers_are_remembered_until_the_ttl_has_passed() {
+        let f = Fixture::new();
+        let minified = format!("{MINIFIED}\n//# sourceMappingURL=app.min.js.map\n");
+        let by_release = || {
+            event(
+                "https://shop.example/app.min.js",
+                1,
+                16,
+                Some("shop@1"),
+                None,
+            )
+        };
+        let by_id = || {
+            event(
+                "https://shop.example/app.min.js",
+                1,
+                16,
+                None,
+                Some(DEBUG_ID),
+            )
+        };
+        assert_eq!(status(&f.run(by_release())), "missing_release_file");
+        assert_eq!(status(&f.run(by_id())), "missing_debug_id_artifact");
+        f.upload(
+            "shop@1",
+            vec![
+                file(
+                    "~/app.min.js",
+                    "minified_source",
+                    Some(DEBUG_ID),
+                    None,
+                    minified.as_bytes(),
+                ),
+                file(
+                    "~/app.min.js.map",
+                    "source_map",
+                    Some(DEBUG_ID),
+                    None,
+                    &map_json(Some(DEBUG_ID)),
+                ),
+            ],
+        );
+        // Within the TTL the store is not asked again: the misses stand.
+        f.advance(LOOKUP_TTL - Duration::from_millis(500));
+        assert_eq!(status(&f.run(by_release())), "missing_release_file");
+        assert_eq!(status(&f.run(by_id())), "missing_debug_id_artifact");
+        // Other keys are looked up: another release, another dist.
+        let mut other = by_release();
+        other["dist"] = json!("7");
+        assert_eq!(status(&f.run(other)), "missing_release_file");
+        f.advance(Duration::from_millis(500));
+        let e = f.run(by_release());
+        assert_eq!(top(&e)["function"], "applyDiscount", "{e:#}");
+        assert_eq!(top(&e)["data"]["resolved_with"], "release");
+        let e = f.run(by_id());
+        assert_eq!(top(&e)["function"], "applyDiscount", "{e:#}");
+        assert_eq!(top(&e)["data"]["resolved_with"], "debug-id");
+    }
+
+    #[test]
+    fn forgetting_lookups_uses_a_new_upload_at_once() {
+        let f = Fixture::new();
+        let url = "https://shop.example/app.min.js";
+        assert_eq!(
+            status(&f.run(event(url, 1, 16, None, Some(DEBUG_ID)))),
+            "missing_debug_id_artifact"
+        );
+        f.upload(
+            "",
+            vec![file(
+                "~/app.min.js.map",
+                "source_map",
+                Some(DEBUG_ID),
+                None,
+                &map_json(Some(DEBUG_ID)),
+            )],
+        );
+        f.sym.forget_lookups();
+        let e = f.run(event(url, 1, 16, None, Some(DEBUG_ID)));
+        assert_eq!(top(&e)["data"]["symbolicated"], true, "{e:#}");
+    }
+
+    #[test]
+    fn a_zero_ttl_remembers_nothing() {
+        let f = Fixture::new();
+        let sym = Symbolicator::with_lookup_ttl(
+            f.store.clone(),
+            f.rt.handle().clone(),
+            1 << 20,
+            Duration::ZERO,
+            Arc::new(Instant::now),
+        );
+        let url = "https://shop.example/app.min.js";
+        let mut e = event(url, 1, 16, None, Some(DEBUG_ID));
+        sym.symbolicate(f.project_id, &mut e);
+        assert_eq!(status(&e), "missing_debug_id_artifact");
+        f.upload(
+            "",
+            vec![file(
+                "~/app.min.js.map",
+                "source_map",
+                Some(DEBUG_ID),
+                None,
+                &map_json(Some(DEBUG_ID)),
+            )],
+        );
+        let mut e = event(url, 1, 16, None, Some(DEBUG_ID));
+        sym.symbolicate(f.project_id, &mut e);
+        assert_eq!(top(&e)["data"]["symbolicated"], true, "{e:#}");
     }
 
     #[test]

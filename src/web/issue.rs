@@ -977,6 +977,7 @@ async fn reprocess(
 ) -> WebResult {
     viewer.check_csrf(&form.csrf)?;
     let (issue, project) = viewer.issue(&state, &org, parse_id(&id)?).await?;
+    state.symbolicator.forget_lookups();
     crate::symbolicate::reprocess::reprocess_issue(
         state.store.as_ref(),
         &state.spool,
