@@ -131,6 +131,7 @@ fn event(project_id: i64, n: usize, ts: f64) -> NewEvent {
         tags: Vec::new(),
         size: raw.len() as i64,
         payload: zstd::encode_all(&raw[..], 1).unwrap(),
+        replaces: false,
     }
 }
 

@@ -393,6 +393,7 @@ mod tests {
                 .collect(),
             payload: Vec::new(),
             size: 0,
+            replaces: false,
         }
     }
 

@@ -30,6 +30,7 @@ pub fn record(
 ) {
     let meta = &record.meta;
     let ctx = RecordContext {
+        replaces: meta.replaces,
         symbolicator,
         project_id: meta.project_id,
         event_id: meta.event_id.as_deref(),
@@ -102,6 +103,8 @@ fn envelope_items(env: &Envelope, mut ctx: RecordContext, batch: &mut DigestBatc
 }
 
 struct RecordContext<'a> {
+    /// The record's event replaces the stored one with its id (reprocessing).
+    replaces: bool,
     /// Resolves JavaScript frames with uploaded source maps before grouping.
     symbolicator: Option<&'a Symbolicator>,
     project_id: i64,
@@ -205,6 +208,7 @@ impl RecordContext<'_> {
             },
             payload,
             size,
+            replaces: self.replaces,
         });
     }
 

@@ -74,6 +74,7 @@ pub async fn envelope(
         user_agent: user_agent(&headers),
         event_id: event_id.clone(),
         params: None,
+        replaces: false,
     };
     spool(
         &state,
@@ -125,6 +126,7 @@ pub async fn store(
         user_agent: user_agent(&headers),
         event_id: Some(event_id.clone()),
         params: None,
+        replaces: false,
     };
     spool(&state, Record { meta, body: json }).await?;
     Ok(answer(Some(event_id)))
@@ -190,6 +192,7 @@ pub async fn security(
         user_agent: user_agent(&headers),
         event_id: Some(event_id.clone()),
         params: Some(params.into()),
+        replaces: false,
     };
     spool(
         &state,

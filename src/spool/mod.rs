@@ -77,6 +77,10 @@ pub struct RecordMeta {
     /// Extra request parameters (security reports: `sentry_release`, `sentry_environment`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<serde_json::Value>,
+    /// The event replaces the one stored with the same id (reprocessing), instead of being
+    /// dropped as a duplicate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replaces: bool,
 }
 
 /// One spooled request.
@@ -473,6 +477,7 @@ mod tests {
                 user_agent: None,
                 event_id: Some(format!("{i:032x}")),
                 params: None,
+                replaces: false,
             },
             body: format!("body {i}\nwith newline").into_bytes(),
         }

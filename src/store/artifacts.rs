@@ -140,6 +140,4 @@ pub trait ArtifactStore: Send + Sync {
     ) -> StoreResult<Vec<ArtifactFile>>;
     /// The bytes of a file.
     async fn artifact_data(&self, id: i64) -> StoreResult<Vec<u8>>;
-    /// Removes events of a project (reprocessing digests them again); returns how many.
-    async fn delete_events(&self, project_id: i64, event_ids: &[String]) -> StoreResult<u64>;
 }

@@ -300,6 +300,8 @@ pub struct NewEvent {
     /// The normalized event as JSON, zstd-compressed.
     pub payload: Vec<u8>,
     pub size: i64,
+    /// Replaces a stored event with the same id (reprocessing) instead of being a duplicate.
+    pub replaces: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -2357,6 +2357,13 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
 
     let mut latest: BTreeMap<i64, (f64, usize)> = BTreeMap::new();
     for (index, ev) in batch.events.iter().enumerate() {
+        if ev.replaces && !seen_ids.contains(&(ev.project_id, ev.event_id.as_str())) {
+            // Reprocessing: the event stored with this id goes, its replacement comes in.
+            c.execute(
+                "DELETE FROM events WHERE project_id = ?1 AND event_id = ?2",
+                &sql_params![ev.project_id, &ev.event_id],
+            )?;
+        }
         if !seen_ids.insert((ev.project_id, ev.event_id.as_str()))
             || c.query_opt(
                 "SELECT 1 FROM events WHERE project_id = ?1 AND event_id = ?2",
@@ -3006,21 +3013,6 @@ impl<B: Backend> ArtifactStore for SqlStore<B> {
                 )?,
                 artifact_row,
             )
-        })
-        .await
-    }
-
-    async fn delete_events(&self, project_id: i64, event_ids: &[String]) -> StoreResult<u64> {
-        let ids = event_ids.to_vec();
-        self.write(move |c| {
-            let mut removed = 0;
-            for id in ids {
-                removed += c.execute(
-                    "DELETE FROM events WHERE project_id = ?1 AND event_id = ?2",
-                    &sql_params![project_id, id],
-                )?;
-            }
-            Ok(removed)
         })
         .await
     }

@@ -185,6 +185,9 @@ store_tests! {
     digest_groups_events_into_issues => digest_groups_events_into_issues_sqlite,
         digest_groups_events_into_issues_postgres;
     digest_skips_duplicates => digest_skips_duplicates_sqlite, digest_skips_duplicates_postgres;
+    reprocessed_events_replace_the_stored_ones
+        => reprocessed_events_replace_the_stored_ones_sqlite,
+        reprocessed_events_replace_the_stored_ones_postgres;
     digest_reopens_resolved_issues => digest_reopens_resolved_issues_sqlite,
         digest_reopens_resolved_issues_postgres;
     digest_counts_hours_and_tags => digest_counts_hours_and_tags_sqlite,
@@ -327,6 +330,7 @@ fn ev(project_id: i64, event_id: &str, hash: &str, timestamp: f64) -> NewEvent {
         tags: Vec::new(),
         size: raw.len() as i64,
         payload: zstd::encode_all(&raw[..], 1).expect("zstd"),
+        replaces: false,
     }
 }
 
@@ -792,6 +796,39 @@ async fn digest_groups_events_into_issues(db: &TestDb) {
     let b = s.issue(b.id).await.must("issue b");
     assert_eq!((b.times_seen, b.user_count), (1, 1));
     assert_eq!(s.count_events(Some(p.id)).await.must("count_events"), 7);
+}
+
+/// A reprocessed event (`replaces`) takes the place of the stored event with its id, possibly
+/// in another issue; an event with that id that is not a replacement stays a duplicate.
+async fn reprocessed_events_replace_the_stored_ones(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+    save(&s, vec![ev(p.id, "r1", "hash-minified", T0 + 1.0)]).await;
+    let before = s.event(p.id, "r1").await.must("stored");
+
+    let mut again = ev(p.id, "r1", "hash-resolved", T0 + 1.0);
+    again.replaces = true;
+    let r = save(&s, vec![again]).await;
+    assert_eq!((r.stored, r.duplicates), (1, 0), "{r:?}");
+    assert_eq!(
+        r.new_issues.len(),
+        1,
+        "the resolved frames make a new issue: {r:?}"
+    );
+    let after = s.event(p.id, "r1").await.must("replaced");
+    assert_ne!(
+        after.issue_id, before.issue_id,
+        "the event moved to the new issue"
+    );
+    assert_eq!(s.count_events(Some(p.id)).await.must("count"), 1);
+
+    // The same id again without `replaces` is a duplicate, as always.
+    let r = save(&s, vec![ev(p.id, "r1", "hash-other", T0 + 2.0)]).await;
+    assert_eq!((r.stored, r.duplicates), (0, 1), "{r:?}");
+    assert_eq!(
+        s.event(p.id, "r1").await.must("kept").issue_id,
+        after.issue_id
+    );
 }
 
 async fn digest_skips_duplicates(db: &TestDb) {

@@ -2,11 +2,12 @@
 //! uploaded.
 //!
 //! The issue's latest events (at most [`MAX_EVENTS`]) get their frames back as the SDK sent
-//! them ([`super::restore`]), are removed, and are appended to this node's spool, whose digest
-//! worker symbolicates and groups them again (they may then land in another issue; the old
-//! issue keeps its counts). The request that asks for it is served by one node, so each event is
-//! reprocessed once per cluster. An event is removed before it is spooled again (digestion skips
-//! ids it already stored): a crash between the two loses that one event.
+//! them ([`super::restore`]) and are appended to this node's spool, marked as replacing the
+//! stored event with their id; the digest worker symbolicates and groups them again and
+//! replaces each stored event in the same transaction (they may then land in another issue; the
+//! old issue keeps its counts). The request that asks for it is served by one node, so each
+//! event is reprocessed once per cluster. The stored event stays until its replacement is
+//! stored, so a crash at any point loses nothing.
 
 use crate::spool::{Record, RecordKind, RecordMeta, Spool, SpoolError};
 use crate::store::{Store, StoreError};
@@ -38,9 +39,6 @@ pub async fn reprocess_issue(
         let mut payload = event.payload;
         super::restore(&mut payload);
         let body = serde_json::to_vec(&payload)?;
-        store
-            .delete_events(project_id, std::slice::from_ref(&event.event_id))
-            .await?;
         spool
             .append(Record {
                 meta: RecordMeta {
@@ -52,6 +50,7 @@ pub async fn reprocess_issue(
                     user_agent: None,
                     event_id: Some(event.event_id),
                     params: None,
+                    replaces: true,
                 },
                 body,
             })

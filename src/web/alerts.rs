@@ -572,6 +572,7 @@ async fn test_rule(
         tags: Vec::new(),
         payload: Vec::new(),
         size: 0,
+        replaces: false,
     };
     let mut payload = Evaluator::new(&state.public_url)
         .payload(state.store.as_ref(), &rule, &project, &issue, &event, None)
