@@ -1262,7 +1262,7 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn project_hourly(&self, project_id: i64, since: i64) -> StoreResult<Vec<(i64, i64)>> {
         self.read(move |c| {
             let rows = c.query(
-                "SELECT h.hour, sum(h.count) FROM issue_hourly h \
+                "SELECT h.hour, CAST(sum(h.count) AS BIGINT) FROM issue_hourly h \
                  JOIN issues i ON i.id = h.issue_id \
                  WHERE i.project_id = ?1 AND h.hour >= ?2 GROUP BY h.hour ORDER BY h.hour",
                 &sql_params![project_id, since],

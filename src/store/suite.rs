@@ -188,6 +188,8 @@ store_tests! {
     reprocessed_events_replace_the_stored_ones
         => reprocessed_events_replace_the_stored_ones_sqlite,
         reprocessed_events_replace_the_stored_ones_postgres;
+    project_hourly_adds_up_its_issues => project_hourly_adds_up_its_issues_sqlite,
+        project_hourly_adds_up_its_issues_postgres;
     digest_reopens_resolved_issues => digest_reopens_resolved_issues_sqlite,
         digest_reopens_resolved_issues_postgres;
     digest_counts_hours_and_tags => digest_counts_hours_and_tags_sqlite,
@@ -796,6 +798,34 @@ async fn digest_groups_events_into_issues(db: &TestDb) {
     let b = s.issue(b.id).await.must("issue b");
     assert_eq!((b.times_seen, b.user_count), (1, 1));
     assert_eq!(s.count_events(Some(p.id)).await.must("count_events"), 7);
+}
+
+/// A project's trend: events per hour over all its issues, from the given hour on.
+async fn project_hourly_adds_up_its_issues(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+    let q = setup_project(&s, "acme", "api").await;
+    save(
+        &s,
+        vec![
+            ev(p.id, "h1", "hash-a", T0 + 10.0),
+            ev(p.id, "h2", "hash-b", T0 + 20.0),
+            ev(p.id, "h3", "hash-a", T0 + 3600.0 + 5.0),
+            ev(q.id, "h4", "hash-a", T0 + 30.0),
+        ],
+    )
+    .await;
+    let hour = |t: f64| (t as i64).div_euclid(3600) * 3600;
+    assert_eq!(
+        s.project_hourly(p.id, 0).await.must("hourly"),
+        vec![(hour(T0 + 10.0), 2), (hour(T0 + 3605.0), 1)]
+    );
+    assert_eq!(
+        s.project_hourly(p.id, hour(T0 + 3605.0))
+            .await
+            .must("since"),
+        vec![(hour(T0 + 3605.0), 1)]
+    );
 }
 
 /// A reprocessed event (`replaces`) takes the place of the stored event with its id, possibly
