@@ -3,7 +3,10 @@
 //! Only what must be refused synchronously is checked here (so the SDK hears about it with the
 //! right status); everything else is normalized later, during digestion.
 
-use serde::Deserialize;
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::config::Limits;
@@ -68,56 +71,124 @@ pub fn check_envelope(env: &Envelope, limits: &Limits) -> Result<Option<String>,
     Ok(if has_event { event_id } else { None })
 }
 
-#[derive(Deserialize)]
-struct Peek {
-    #[serde(default)]
-    event_id: Option<Value>,
-}
-
 /// Checks that `payload` is a JSON object within the depth limit; returns its `event_id`.
+///
+/// One pass of the JSON parser does both: values are visited (not built), counting how deep
+/// arrays and objects nest.
 pub fn check_json_event(payload: &[u8], limits: &Limits) -> Result<Option<String>, ApiError> {
-    if json_depth(payload) > limits.max_json_depth {
-        return Err(
-            ApiError::bad_request("invalid JSON data").with_cause(format!(
-                "nesting deeper than {} levels",
-                limits.max_json_depth
-            )),
-        );
-    }
-    let peek: Peek = serde_json::from_slice(payload)
+    let mut de = serde_json::Deserializer::from_slice(payload);
+    let top = TopLevel {
+        depth: Depth {
+            left: limits.max_json_depth.saturating_sub(1),
+            max: limits.max_json_depth,
+        },
+    };
+    let event_id = top
+        .deserialize(&mut de)
+        .and_then(|id| de.end().map(|()| id))
         .map_err(|e| ApiError::bad_request("invalid JSON data").with_cause(e.to_string()))?;
-    Ok(peek
-        .event_id
-        .as_ref()
-        .and_then(Value::as_str)
-        .and_then(parse_event_id))
+    Ok(event_id.as_deref().and_then(parse_event_id))
 }
 
-/// The deepest nesting of arrays and objects in a JSON text (strings are skipped).
-pub fn json_depth(data: &[u8]) -> usize {
-    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    for &b in data {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                max = max.max(depth);
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
+/// Visits one JSON value, failing when arrays and objects nest more than `left` levels below.
+#[derive(Clone, Copy)]
+struct Depth {
+    left: usize,
+    /// The limit, for the error message.
+    max: usize,
+}
+
+impl Depth {
+    fn below<E: de::Error>(self) -> Result<Depth, E> {
+        match self.left.checked_sub(1) {
+            Some(left) => Ok(Depth { left, ..self }),
+            None => Err(E::custom(format_args!(
+                "nesting deeper than {} levels",
+                self.max
+            ))),
         }
     }
-    max
+}
+
+impl<'de> DeserializeSeed<'de> for Depth {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Depth {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let inner = self.below()?;
+        while seq.next_element_seed(inner)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let inner = self.below()?;
+        while map.next_key::<IgnoredAny>()?.is_some() {
+            map.next_value_seed(inner)?;
+        }
+        Ok(())
+    }
+}
+
+/// The event object: its `event_id` if it is a string, every other member checked for depth.
+struct TopLevel {
+    depth: Depth,
+}
+
+impl<'de> DeserializeSeed<'de> for TopLevel {
+    type Value = Option<String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopLevel {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
+        let mut event_id = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == "event_id" {
+                let v: Value = map.next_value()?;
+                if let Value::String(s) = v {
+                    event_id = Some(s);
+                }
+            } else {
+                map.next_value_seed(self.depth)?;
+            }
+        }
+        Ok(event_id)
+    }
 }
 
 #[cfg(test)]
@@ -126,9 +197,20 @@ mod tests {
     use crate::envelope::parse;
 
     #[test]
-    fn depth_ignores_brackets_in_strings() {
-        assert_eq!(json_depth(br#"{"a":"[[[{{{","b":[1,[2]]}"#), 3);
-        assert_eq!(json_depth(br#"{"a":"\"[["}"#), 1);
+    fn depth_counts_arrays_and_objects_not_brackets_in_strings() {
+        let limits = Limits {
+            max_json_depth: 3,
+            ..Limits::default()
+        };
+        let ok = br#"{"a":"[[[{{{","b":[1,[2]],"c":{"d":[]},"e":"\"[["}"#;
+        assert_eq!(check_json_event(ok, &limits).unwrap(), None);
+        let deep = br#"{"b":[1,[2,{"x":1}]]}"#;
+        let err = check_json_event(deep, &limits).unwrap_err();
+        assert_eq!(err.status, 400);
+        // Not an object, or not JSON at all, or something after it.
+        for bad in [&b"[1]"[..], b"\"x\"", b"{\"a\":", b"{} {}"] {
+            assert_eq!(check_json_event(bad, &limits).unwrap_err().status, 400);
+        }
     }
 
     #[test]

@@ -2528,26 +2528,29 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
             &sql_params![issue_id, hour, n],
         )?;
     }
-    // Per issue and key: events that had the key, and values seen for the first time (a row
-    // whose count after the upsert equals what this batch added is new).
+    // Per issue and key: events that had the key, and values seen for the first time. A value
+    // is new when there is no row to add to (the fingerprint locks make this batch the only
+    // writer of its issues' rows). Update first, insert when nothing was there: no RETURNING,
+    // which costs SQLite a temporary table per statement, and most values are already known.
     let mut key_totals: BTreeMap<(i64, &str), (i64, i64)> = BTreeMap::new();
     for ((issue_id, k, v), (n, first, last)) in tags {
-        let count = c
-            .query_one(
+        let known = c.execute(
+            "UPDATE issue_tags SET count = count + ?4, \
+             first_seen = CASE WHEN ?5 < first_seen THEN ?5 ELSE first_seen END, \
+             last_seen = CASE WHEN ?6 > last_seen THEN ?6 ELSE last_seen END \
+             WHERE issue_id = ?1 AND key = ?2 AND value = ?3",
+            &sql_params![issue_id, k, v, n, first, last],
+        )? > 0;
+        if !known {
+            c.execute(
                 "INSERT INTO issue_tags (issue_id, key, value, count, first_seen, last_seen) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (issue_id, key, value) DO UPDATE SET \
-                 count = issue_tags.count + excluded.count, \
-                 first_seen = CASE WHEN excluded.first_seen < issue_tags.first_seen \
-                     THEN excluded.first_seen ELSE issue_tags.first_seen END, \
-                 last_seen = CASE WHEN excluded.last_seen > issue_tags.last_seen \
-                     THEN excluded.last_seen ELSE issue_tags.last_seen END \
-                 RETURNING count",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 &sql_params![issue_id, k, v, n, first, last],
-            )?
-            .int(0)?;
+            )?;
+        }
         let t = key_totals.entry((issue_id, k)).or_default();
         t.0 += n;
-        t.1 += (count == n) as i64;
+        t.1 += (!known) as i64;
     }
     for ((issue_id, k), (total, new_values)) in key_totals {
         c.execute(
@@ -2630,8 +2633,27 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
         }
     }
     let at = now();
+    // Projects with an issue waiting for their next release (usually none: one look each).
+    let mut waiting: BTreeMap<i64, bool> = BTreeMap::new();
     for ((project_id, release), d) in &releases {
         add_release_delta(c, *project_id, release, d, d.first_received.unwrap_or(at))?;
+        let waits = match waiting.get(project_id) {
+            Some(w) => *w,
+            None => {
+                let w = c
+                    .query_opt(
+                        "SELECT 1 FROM issues WHERE project_id = ?1 \
+                         AND resolved_in_release IS NOT NULL LIMIT 1",
+                        &sql_params![*project_id],
+                    )?
+                    .is_some();
+                waiting.insert(*project_id, w);
+                w
+            }
+        };
+        if waits {
+            finish_next_release(c, *project_id, release, at)?;
+        }
     }
     for o in &batch.outcomes {
         c.execute(
@@ -3232,6 +3254,5 @@ fn add_release_delta(
             d.new_groups
         ],
     )?;
-    // Cheap when the project has no issue waiting (a partial index holds only those).
-    finish_next_release(c, project_id, version, at)
+    Ok(())
 }
