@@ -192,8 +192,10 @@ fn activity_row(r: &Row) -> StoreResult<Activity> {
     })
 }
 
-const EVENT_COLS: &str =
-    "e.project_id, e.event_id, e.issue_id, e.timestamp, e.received, e.size, e.grouping, e.payload";
+/// An event's grouping is its fingerprint's (events stored before 0009 carry their own).
+const EVENT_COLS: &str = "e.project_id, e.event_id, e.issue_id, e.timestamp, e.received, e.size, \
+     coalesce((SELECT g.grouping FROM group_hashes g \
+         WHERE g.project_id = e.project_id AND g.hash = e.hash), e.grouping), e.payload";
 fn event_row(r: &Row) -> StoreResult<EventRecord> {
     Ok(EventRecord {
         project_id: r.int(0)?,
@@ -2393,8 +2395,8 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
         let issue_id = *issue_id;
         let inserted = c.execute(
             "INSERT INTO events (project_id, event_id, issue_id, timestamp, received, release, \
-             environment, trace_id, size, grouping, payload, user_key) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+             environment, trace_id, size, grouping, payload, user_key, hash) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, '', ?10, ?11, ?12) \
              ON CONFLICT (project_id, event_id) DO NOTHING",
             &sql_params![
                 ev.project_id,
@@ -2406,9 +2408,9 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
                 ev.environment.as_ref(),
                 ev.trace_id.as_ref(),
                 ev.size,
-                ev.grouping.to_string(),
                 ev.payload.clone(),
                 ev.user_key.as_ref(),
+                &ev.hash,
             ],
         )?;
         if inserted == 0 {
@@ -2697,11 +2699,19 @@ fn find_or_create_issue(
     result: &mut DigestResult,
 ) -> StoreResult<(i64, Known)> {
     let found = c.query_opt(
-        "SELECT g.issue_id, i.status, i.resolved_in_release FROM group_hashes g \
-         JOIN issues i ON i.id = g.issue_id WHERE g.project_id = ?1 AND g.hash = ?2",
+        "SELECT g.issue_id, i.status, i.resolved_in_release, g.grouping IS NULL \
+         FROM group_hashes g JOIN issues i ON i.id = g.issue_id \
+         WHERE g.project_id = ?1 AND g.hash = ?2",
         &sql_params![ev.project_id, &ev.hash],
     )?;
     if let Some(row) = found {
+        if row.bool(3)? {
+            // A fingerprint from before its grouping was kept with it.
+            c.execute(
+                "UPDATE group_hashes SET grouping = ?3 WHERE project_id = ?1 AND hash = ?2",
+                &sql_params![ev.project_id, &ev.hash, ev.grouping.to_string()],
+            )?;
+        }
         let known = if row.text(1)? == "resolved" {
             Known::Resolved(row.opt_text(2)?)
         } else {
@@ -2737,8 +2747,9 @@ fn find_or_create_issue(
         )?
         .int(0)?;
     c.execute(
-        "INSERT INTO group_hashes (project_id, hash, issue_id) VALUES (?1, ?2, ?3)",
-        &sql_params![ev.project_id, &ev.hash, id],
+        "INSERT INTO group_hashes (project_id, hash, issue_id, grouping) \
+         VALUES (?1, ?2, ?3, ?4)",
+        &sql_params![ev.project_id, &ev.hash, id, ev.grouping.to_string()],
     )?;
     add_activity(c, id, None, "first_seen", &Value::Null, ev.received)?;
     result.new_issues.push(id);

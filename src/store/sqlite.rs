@@ -24,6 +24,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0006_alerts.sql"),
     include_str!("../../migrations/sqlite/0007_releases.sql"),
     include_str!("../../migrations/sqlite/0008_artifacts.sql"),
+    include_str!("../../migrations/sqlite/0009_grouping_once.sql"),
 ];
 const READERS: usize = 3;
 

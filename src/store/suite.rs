@@ -250,6 +250,8 @@ store_tests! {
         issue_window_counts_events_and_users_postgres;
     existing_projects_get_the_default_rules => existing_projects_get_the_default_rules_sqlite,
         existing_projects_get_the_default_rules_postgres;
+    grouping_is_kept_once_per_fingerprint => grouping_is_kept_once_per_fingerprint_sqlite,
+        grouping_is_kept_once_per_fingerprint_postgres;
     artifact_chunks => artifact_chunks_sqlite, artifact_chunks_postgres;
     artifact_bundles_are_found_by_debug_id_and_url
         => artifact_bundles_are_found_by_debug_id_and_url_sqlite,
@@ -4182,27 +4184,19 @@ async fn issue_window_counts_events_and_users(db: &TestDb) {
     assert_eq!(count(T0 + 61.0).await, (4, 3));
 }
 
-/// A database at schema version 5 (before alerting) with two projects: migrating it gives each
-/// project the two default rules, and its events count in windows (without users).
-async fn existing_projects_get_the_default_rules(db: &TestDb) {
-    const BEFORE: usize = 5;
-    let old_data = "INSERT INTO organizations (slug, name, date_created) VALUES ('old', 'old', 1); \
-         INSERT INTO projects (org_id, slug, name, date_created) \
-         VALUES (1, 'legacy', 'legacy', 1), (1, 'other', 'other', 1); \
-         INSERT INTO issues (project_id, short_id, title, level, issue_type, first_seen, \
-         last_seen) VALUES (1, 1, 'old issue', 'error', 'error', 100, 100); \
-         INSERT INTO events (project_id, event_id, issue_id, timestamp, received, size, \
-         grouping, payload) VALUES (1, 'e-old', 1, 100, 100, 1, '{}', ?1)";
+/// Builds the database of `db` at schema version `before`, holding `old_data`: statements
+/// separated by "; ", the last of which gets `blob` as its parameter ?1.
+async fn old_database(db: &TestDb, before: usize, old_data: &str, blob: Vec<u8>) {
     if let Some(path) = db.url.strip_prefix("sqlite://") {
         let conn = rusqlite::Connection::open(path).expect("open the old SQLite database");
-        for sql in &super::sqlite::MIGRATIONS[..BEFORE] {
+        for sql in &super::sqlite::MIGRATIONS[..before] {
             conn.execute_batch(sql).expect("an old migration");
         }
-        conn.execute_batch(&format!("PRAGMA user_version = {BEFORE}"))
+        conn.execute_batch(&format!("PRAGMA user_version = {before}"))
             .expect("version");
         let (batch, last) = old_data.rsplit_once("; ").expect("statements");
         conn.execute_batch(batch).expect("old data");
-        conn.execute(last, [b"x".to_vec()]).expect("old event");
+        conn.execute(last, [blob]).expect("old event");
     } else {
         let client = pg_admin(&db.url).await;
         client
@@ -4212,7 +4206,7 @@ async fn existing_projects_get_the_default_rules(db: &TestDb) {
             )
             .await
             .expect("migrations table");
-        for (i, sql) in super::postgres::MIGRATIONS[..BEFORE].iter().enumerate() {
+        for (i, sql) in super::postgres::MIGRATIONS[..before].iter().enumerate() {
             client.batch_execute(sql).await.expect("an old migration");
             client
                 .execute(
@@ -4225,10 +4219,61 @@ async fn existing_projects_get_the_default_rules(db: &TestDb) {
         let (batch, last) = old_data.rsplit_once("; ").expect("statements");
         client.batch_execute(batch).await.expect("old data");
         client
-            .execute(&last.replace("?1", "$1"), &[&b"x".to_vec()])
+            .execute(&last.replace("?1", "$1"), &[&blob])
             .await
             .expect("old event");
     }
+}
+
+/// Events stored before fingerprints kept their grouping (schema 8) keep their own; the next
+/// event of such a fingerprint gives the fingerprint its grouping, which later events show.
+async fn grouping_is_kept_once_per_fingerprint(db: &TestDb) {
+    let old_payload = zstd::encode_all(&br#"{"event_id":"e-old"}"#[..], 1).expect("zstd");
+    old_database(
+        db,
+        8,
+        "INSERT INTO organizations (slug, name, date_created) VALUES ('old', 'old', 1); \
+         INSERT INTO projects (org_id, slug, name, date_created) \
+         VALUES (1, 'legacy', 'legacy', 1); \
+         INSERT INTO issues (project_id, short_id, title, level, issue_type, first_seen, \
+         last_seen) VALUES (1, 1, 'old issue', 'error', 'error', 100, 100); \
+         INSERT INTO group_hashes (project_id, hash, issue_id) VALUES (1, 'hash-old', 1); \
+         INSERT INTO events (project_id, event_id, issue_id, timestamp, received, size, \
+         grouping, payload) VALUES (1, 'e-old', 1, 100, 100, 1, \
+         '{\"hash\": \"hash-old\", \"components\": [\"old\"]}', ?1)",
+        old_payload,
+    )
+    .await;
+    let s = db.open().await;
+    let p = s.project_by_slug("old", "legacy").await.must("old project");
+    save(&s, vec![ev(p.id, "e-new", "hash-old", T0)]).await;
+    save(&s, vec![ev(p.id, "e-later", "hash-old", T0 + 1.0)]).await;
+    let issue = issue_of(&s, p.id, "e-new").await;
+    let events = s.issue_events(issue.id, 10, 0).await.must("issue_events");
+    let groupings: Vec<(&str, &Value)> = events
+        .iter()
+        .map(|e| (e.event_id.as_str(), &e.grouping))
+        .collect();
+    let new = json!({"hash": "hash-old", "components": ["exception"]});
+    let old = json!({"hash": "hash-old", "components": ["old"]});
+    assert_eq!(
+        groupings,
+        [("e-later", &new), ("e-new", &new), ("e-old", &old)]
+    );
+}
+
+/// A database at schema version 5 (before alerting) with two projects: migrating it gives each
+/// project the two default rules, and its events count in windows (without users).
+async fn existing_projects_get_the_default_rules(db: &TestDb) {
+    const BEFORE: usize = 5;
+    let old_data = "INSERT INTO organizations (slug, name, date_created) VALUES ('old', 'old', 1); \
+         INSERT INTO projects (org_id, slug, name, date_created) \
+         VALUES (1, 'legacy', 'legacy', 1), (1, 'other', 'other', 1); \
+         INSERT INTO issues (project_id, short_id, title, level, issue_type, first_seen, \
+         last_seen) VALUES (1, 1, 'old issue', 'error', 'error', 100, 100); \
+         INSERT INTO events (project_id, event_id, issue_id, timestamp, received, size, \
+         grouping, payload) VALUES (1, 'e-old', 1, 100, 100, 1, '{}', ?1)";
+    old_database(db, BEFORE, old_data, b"x".to_vec()).await;
 
     let s = db.open().await;
     let before_migration = 1_700_000_000.0;
