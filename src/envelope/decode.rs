@@ -36,14 +36,25 @@ pub fn decode<'a>(
             }
             Ok(Cow::Borrowed(body))
         }
-        Some("gzip") | Some("x-gzip") => {
-            read_capped(flate2::read::MultiGzDecoder::new(body), hint, cap, "gzip").map(Cow::Owned)
-        }
+        // The body is in memory: the `bufread` decoders read it in place (the `read` ones
+        // copy it through a buffer of their own first).
+        Some("gzip") | Some("x-gzip") => read_capped(
+            flate2::bufread::MultiGzDecoder::new(body),
+            hint,
+            cap,
+            "gzip",
+        )
+        .map(Cow::Owned),
         Some("deflate") => {
             // RFC 9110 says zlib-wrapped; some clients send raw deflate. Try both.
-            match read_capped(flate2::read::ZlibDecoder::new(body), hint, cap, "deflate") {
+            match read_capped(
+                flate2::bufread::ZlibDecoder::new(body),
+                hint,
+                cap,
+                "deflate",
+            ) {
                 Err(DecodeError::Corrupt(_)) => read_capped(
-                    flate2::read::DeflateDecoder::new(body),
+                    flate2::bufread::DeflateDecoder::new(body),
                     hint,
                     cap,
                     "deflate",

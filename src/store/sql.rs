@@ -2366,12 +2366,15 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
                 &sql_params![ev.project_id, &ev.event_id],
             )?;
         }
+        // A stored duplicate must not create an issue: look for it first, unless its issue is
+        // already known in this batch (then the insert below finds it).
         if !seen_ids.insert((ev.project_id, ev.event_id.as_str()))
-            || c.query_opt(
-                "SELECT 1 FROM events WHERE project_id = ?1 AND event_id = ?2",
-                &sql_params![ev.project_id, &ev.event_id],
-            )?
-            .is_some()
+            || (!issue_of_hash.contains_key(&(ev.project_id, ev.hash.as_str()))
+                && c.query_opt(
+                    "SELECT 1 FROM events WHERE project_id = ?1 AND event_id = ?2",
+                    &sql_params![ev.project_id, &ev.event_id],
+                )?
+                .is_some())
         {
             result.duplicates += 1;
             continue;
