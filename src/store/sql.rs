@@ -2334,13 +2334,18 @@ fn insert_notifications(c: &mut dyn Conn, f: &Firing, now: f64) -> StoreResult<(
     Ok(())
 }
 
+/// An issue's tag value: (issue, key, value).
+type TagRow<'a> = (i64, &'a str, &'a str);
+/// What a batch adds to a tag value: (events, first seen, last seen).
+type TagDelta = (i64, f64, f64);
+
 fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult> {
     let mut result = DigestResult::default();
     let mut issue_of_hash: HashMap<(i64, &str), (i64, Known)> = HashMap::new();
     let mut seen_ids: BTreeSet<(i64, &str)> = BTreeSet::new();
     let mut deltas: BTreeMap<i64, IssueDelta> = BTreeMap::new();
     let mut hourly: BTreeMap<(i64, i64), i64> = BTreeMap::new();
-    let mut tags: BTreeMap<(i64, &str, &str), (i64, f64, f64)> = BTreeMap::new();
+    let mut tags: BTreeMap<TagRow, TagDelta> = BTreeMap::new();
     let mut users: BTreeSet<(i64, &str)> = BTreeSet::new();
     // Per (project, release): what this batch adds to the release (one upsert each).
     let mut releases: BTreeMap<(i64, &str), ReleaseDelta> = BTreeMap::new();
@@ -2478,14 +2483,19 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
         }
     }
 
-    for (issue_id, user) in users {
-        let added = c.execute(
-            "INSERT INTO issue_users (issue_id, user_key) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-            &sql_params![issue_id, user],
-        )?;
-        if added == 1
-            && let Some(d) = deltas.get_mut(&issue_id)
-        {
+    let user_rows: Vec<SqlValue> = users
+        .iter()
+        .flat_map(|&(issue_id, user)| sql_params![issue_id, user])
+        .collect();
+    // Only the rows inserted come back: users this issue had not seen.
+    for r in insert_rows(
+        c,
+        "INSERT INTO issue_users (issue_id, user_key)",
+        2,
+        &user_rows,
+        "ON CONFLICT DO NOTHING RETURNING issue_id",
+    )? {
+        if let Some(d) = deltas.get_mut(&r.int(0)?) {
             d.new_users += 1;
         }
     }
@@ -2526,46 +2536,70 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
             result.regressions.push(*issue_id);
         }
     }
-    for ((issue_id, hour), n) in hourly {
-        c.execute(
-            "INSERT INTO issue_hourly (issue_id, hour, count) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (issue_id, hour) DO UPDATE SET count = issue_hourly.count + excluded.count",
-            &sql_params![issue_id, hour, n],
-        )?;
-    }
-    // Per issue and key: events that had the key, and values seen for the first time. A value
-    // is new when there is no row to add to (the fingerprint locks make this batch the only
-    // writer of its issues' rows). Update first, insert when nothing was there: no RETURNING,
-    // which costs SQLite a temporary table per statement, and most values are already known.
+    let hourly_rows: Vec<SqlValue> = hourly
+        .into_iter()
+        .flat_map(|((issue_id, hour), n)| sql_params![issue_id, hour, n])
+        .collect();
+    insert_rows(
+        c,
+        "INSERT INTO issue_hourly (issue_id, hour, count)",
+        3,
+        &hourly_rows,
+        "ON CONFLICT (issue_id, hour) DO UPDATE SET count = issue_hourly.count + excluded.count",
+    )?;
+    // Per issue and key: events that had the key, and values seen for the first time (a row
+    // whose count after the upsert is what this batch added is new).
+    let tags: Vec<(TagRow, TagDelta)> = tags.into_iter().collect();
+    let tag_rows: Vec<SqlValue> = tags
+        .iter()
+        .flat_map(|&((issue_id, k, v), (n, first, last))| {
+            sql_params![issue_id, k, v, n, first, last]
+        })
+        .collect();
     let mut key_totals: BTreeMap<(i64, &str), (i64, i64)> = BTreeMap::new();
-    for ((issue_id, k, v), (n, first, last)) in tags {
-        let known = c.execute(
-            "UPDATE issue_tags SET count = count + ?4, \
-             first_seen = CASE WHEN ?5 < first_seen THEN ?5 ELSE first_seen END, \
-             last_seen = CASE WHEN ?6 > last_seen THEN ?6 ELSE last_seen END \
-             WHERE issue_id = ?1 AND key = ?2 AND value = ?3",
-            &sql_params![issue_id, k, v, n, first, last],
-        )? > 0;
-        if !known {
-            c.execute(
-                "INSERT INTO issue_tags (issue_id, key, value, count, first_seen, last_seen) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                &sql_params![issue_id, k, v, n, first, last],
-            )?;
+    for &((issue_id, k, _), (n, _, _)) in &tags {
+        key_totals.entry((issue_id, k)).or_default().0 += n;
+    }
+    for r in insert_rows(
+        c,
+        "INSERT INTO issue_tags (issue_id, key, value, count, first_seen, last_seen)",
+        6,
+        &tag_rows,
+        "ON CONFLICT (issue_id, key, value) DO UPDATE SET \
+         count = issue_tags.count + excluded.count, \
+         first_seen = CASE WHEN excluded.first_seen < issue_tags.first_seen \
+             THEN excluded.first_seen ELSE issue_tags.first_seen END, \
+         last_seen = CASE WHEN excluded.last_seen > issue_tags.last_seen \
+             THEN excluded.last_seen ELSE issue_tags.last_seen END \
+         RETURNING issue_id, key, value, count",
+    )? {
+        let (issue_id, key, value) = (r.int(0)?, r.text(1)?, r.text(2)?);
+        let found = tags.binary_search_by(|((i, k, v), _)| {
+            (*i, *k, *v).cmp(&(issue_id, key.as_str(), value.as_str()))
+        });
+        if let Ok(at) = found
+            && let ((i, k, _), (n, _, _)) = tags[at]
+            && r.int(3)? == n
+            && let Some(t) = key_totals.get_mut(&(i, k))
+        {
+            t.1 += 1;
         }
-        let t = key_totals.entry((issue_id, k)).or_default();
-        t.0 += n;
-        t.1 += (!known) as i64;
     }
-    for ((issue_id, k), (total, new_values)) in key_totals {
-        c.execute(
-            "INSERT INTO issue_tag_keys (issue_id, key, total, values_seen) \
-             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (issue_id, key) DO UPDATE SET \
-             total = issue_tag_keys.total + excluded.total, \
-             values_seen = issue_tag_keys.values_seen + excluded.values_seen",
-            &sql_params![issue_id, k, total, new_values],
-        )?;
-    }
+    let key_rows: Vec<SqlValue> = key_totals
+        .into_iter()
+        .flat_map(|((issue_id, k), (total, new_values))| {
+            sql_params![issue_id, k, total, new_values]
+        })
+        .collect();
+    insert_rows(
+        c,
+        "INSERT INTO issue_tag_keys (issue_id, key, total, values_seen)",
+        4,
+        &key_rows,
+        "ON CONFLICT (issue_id, key) DO UPDATE SET \
+         total = issue_tag_keys.total + excluded.total, \
+         values_seen = issue_tag_keys.values_seen + excluded.values_seen",
+    )?;
     for a in &batch.attachments {
         c.execute(
             "INSERT INTO attachments (project_id, event_id, filename, content_type, \
@@ -2688,6 +2722,45 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
     )?;
     result.touched = latest.into_iter().map(|(id, (_, i))| (id, i)).collect();
     Ok(result)
+}
+
+/// Rows per multi-row statement: a few fixed shapes, so that each is prepared once per
+/// connection and reused.
+const ROW_CHUNKS: [usize; 5] = [256, 64, 16, 4, 1];
+
+/// `head VALUES (…), (…) tail` for every row of `values` (rows of `width` parameters, one
+/// after the other), in as few statements as the fixed shapes allow: one round trip for
+/// hundreds of rows. Returns what `tail`'s `RETURNING` gives, if it has one.
+fn insert_rows(
+    c: &mut dyn Conn,
+    head: &str,
+    width: usize,
+    values: &[SqlValue],
+    tail: &str,
+) -> StoreResult<Vec<Row>> {
+    let mut out = Vec::new();
+    let mut rest = values;
+    while rest.len() >= width && width > 0 {
+        let rows = rest.len() / width;
+        let n = ROW_CHUNKS.into_iter().find(|&c| c <= rows).unwrap_or(1);
+        let (chunk, next) = rest.split_at(n * width);
+        let mut sql = format!("{head} VALUES ");
+        for row in 0..n {
+            sql.push_str(if row == 0 { "(" } else { ", (" });
+            for col in 0..width {
+                if col > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("?{}", row * width + col + 1));
+            }
+            sql.push(')');
+        }
+        sql.push(' ');
+        sql.push_str(tail);
+        out.extend(c.query(&sql, chunk)?);
+        rest = next;
+    }
+    Ok(out)
 }
 
 /// The issue of an event's fingerprint and what is known of its status, created when new

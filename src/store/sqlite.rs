@@ -143,7 +143,7 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
     // expired each time the cache hands it out again and is parsed and planned anew: with
     // hundreds of releases in a batch, that was ~8 % of all CPU under load.
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
-    conn.set_prepared_statement_cache_capacity(64);
+    conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
 }
 

@@ -252,6 +252,8 @@ store_tests! {
         existing_projects_get_the_default_rules_postgres;
     grouping_is_kept_once_per_fingerprint => grouping_is_kept_once_per_fingerprint_sqlite,
         grouping_is_kept_once_per_fingerprint_postgres;
+    many_values_in_one_batch => many_values_in_one_batch_sqlite,
+        many_values_in_one_batch_postgres;
     artifact_chunks => artifact_chunks_sqlite, artifact_chunks_postgres;
     artifact_bundles_are_found_by_debug_id_and_url
         => artifact_bundles_are_found_by_debug_id_and_url_sqlite,
@@ -4182,6 +4184,43 @@ async fn issue_window_counts_events_and_users(db: &TestDb) {
     // Events stored in later batches count too.
     save(&s, vec![ev(p.id, "w6", "hw", T0 + 300.0).user("id:2")]).await;
     assert_eq!(count(T0 + 61.0).await, (4, 3));
+}
+
+/// A batch with hundreds of distinct users and tag values (stored in multi-row statements of
+/// several sizes) counts each of them, and the next batch tells known values from new ones.
+async fn many_values_in_one_batch(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "org", "many").await;
+    let batch_of = |round: usize, from: usize, to: usize| {
+        (from..to)
+            .map(|i| {
+                ev(p.id, &format!("e{round}-{i}"), "hash-many", T0 + i as f64)
+                    .user(&format!("user-{i}"))
+                    .tag("url", &format!("/page/{i}"))
+                    .tag("browser", if i % 2 == 0 { "Chrome" } else { "Firefox" })
+            })
+            .collect::<Vec<_>>()
+    };
+    save(&s, batch_of(1, 0, 301)).await;
+    // 50 values seen before, 50 new ones.
+    save(&s, batch_of(2, 251, 351)).await;
+    let issue = issue_of(&s, p.id, "e1-0").await;
+    assert_eq!((issue.times_seen, issue.user_count), (401, 351));
+    let keys = s.issue_tag_keys(issue.id).await.must("issue_tag_keys");
+    let keys: Vec<(&str, i64, i64)> = keys
+        .iter()
+        .map(|k| (k.key.as_str(), k.unique_values, k.total_values))
+        .collect();
+    assert_eq!(keys, [("browser", 2, 401), ("url", 351, 401)]);
+    let values = s
+        .issue_tag_values(issue.id, "url", 1000, 0)
+        .await
+        .must("issue_tag_values");
+    assert_eq!(values.len(), 351);
+    assert_eq!(values.iter().map(|v| v.count).sum::<i64>(), 401);
+    let hourly = s.issue_hourly(&[issue.id], 0).await.must("issue_hourly");
+    let hourly_total: i64 = hourly[&issue.id].iter().map(|(_, n)| n).sum();
+    assert_eq!(hourly_total, 401);
 }
 
 /// Builds the database of `db` at schema version `before`, holding `old_data`: statements
