@@ -8,7 +8,7 @@
 //! nodes write to one PostgreSQL database.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -2363,6 +2363,8 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
     }
 
     let mut latest: BTreeMap<i64, (f64, usize)> = BTreeMap::new();
+    // Events to store, with their issue: duplicates are left out, issues found or created.
+    let mut pending: Vec<(usize, i64)> = Vec::with_capacity(batch.events.len());
     for (index, ev) in batch.events.iter().enumerate() {
         if ev.replaces && !seen_ids.contains(&(ev.project_id, ev.event_id.as_str())) {
             // Reprocessing: the event stored with this id goes, its replacement comes in.
@@ -2384,7 +2386,7 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
             result.duplicates += 1;
             continue;
         }
-        let (issue_id, known) = match issue_of_hash.entry((ev.project_id, ev.hash.as_str())) {
+        let (issue_id, _) = match issue_of_hash.entry((ev.project_id, ev.hash.as_str())) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => {
                 let before = result.new_issues.len();
@@ -2400,13 +2402,15 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
                 e.insert(found)
             }
         };
-        let issue_id = *issue_id;
-        let inserted = c.execute(
-            "INSERT INTO events (project_id, event_id, issue_id, timestamp, received, release, \
-             environment, trace_id, size, grouping, payload, user_key, hash) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, '', ?10, ?11, ?12) \
-             ON CONFLICT (project_id, event_id) DO NOTHING",
-            &sql_params![
+        pending.push((index, *issue_id));
+    }
+    // The batch's new events in a few multi-row statements; the ones another node stored
+    // meanwhile (or a duplicate the look-up above could not see) do not come back.
+    let event_rows: Vec<SqlValue> = pending
+        .iter()
+        .flat_map(|&(index, issue_id)| {
+            let ev = &batch.events[index];
+            sql_params![
                 ev.project_id,
                 &ev.event_id,
                 issue_id,
@@ -2416,15 +2420,35 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
                 ev.environment.as_ref(),
                 ev.trace_id.as_ref(),
                 ev.size,
+                "",
                 ev.payload.clone(),
                 ev.user_key.as_ref(),
                 &ev.hash,
-            ],
-        )?;
-        if inserted == 0 {
+            ]
+        })
+        .collect();
+    let inserted: HashSet<(i64, String)> = insert_rows(
+        c,
+        "INSERT INTO events (project_id, event_id, issue_id, timestamp, received, release, \
+         environment, trace_id, size, grouping, payload, user_key, hash)",
+        13,
+        &event_rows,
+        "ON CONFLICT (project_id, event_id) DO NOTHING RETURNING project_id, event_id",
+    )?
+    .into_iter()
+    .map(|r| Ok((r.int(0)?, r.text(1)?)))
+    .collect::<StoreResult<_>>()?;
+    drop(event_rows);
+
+    for &(index, issue_id) in &pending {
+        let ev = &batch.events[index];
+        if !inserted.contains(&(ev.project_id, ev.event_id.to_owned())) {
             result.duplicates += 1;
             continue;
         }
+        let known = issue_of_hash
+            .get(&(ev.project_id, ev.hash.as_str()))
+            .map(|(_, known)| known);
         result.stored += 1;
         if let Some(release) = ev.release.as_deref().filter(|r| !r.is_empty()) {
             let r = releases.entry((ev.project_id, release)).or_default();
@@ -2451,7 +2475,7 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
         });
         d.times_seen += 1;
         d.last_received = d.last_received.max(ev.received);
-        if let Known::Resolved(release) = known
+        if let Some(Known::Resolved(release)) = known
             && d.regressed_at.is_none()
             && (release.is_none() || *release != ev.release)
         {
