@@ -16,6 +16,14 @@
 //! fails. The PostgreSQL backends serving the bench database (and the server's shared background
 //! processes) are counted as the system's CPU, not as noise; their wait events are sampled from
 //! `pg_stat_activity` to show where time goes (e.g. lock waits).
+//!
+//! After the warm-up, the PostgreSQL database is `ANALYZE`d once (`--no-analyze` skips it), as
+//! autovacuum's auto-analyze would have done after the first 50 rows: on a server with
+//! autovacuum off (test servers often are), the generic plans that the nodes' prepared
+//! statements got on empty tables are otherwise never re-planned, and the duplicate check of
+//! the digest (`SELECT 1 FROM events WHERE project_id = $1 AND event_id = $2`) then reads every
+//! event of the project: digestion slows down as the table grows. The report says whether
+//! autovacuum is on.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -67,6 +75,9 @@ pub struct ClusterArgs {
     /// Before each measurement, wait up to this many seconds for the machine to be quiet.
     #[arg(long, default_value_t = 60.0)]
     wait_quiet: f64,
+    /// Do not `ANALYZE` the PostgreSQL database after the warm-up (see the module docs).
+    #[arg(long)]
+    no_analyze: bool,
     /// Keep the data directories (and the server logs in them).
     #[arg(long)]
     keep_data: bool,
@@ -372,6 +383,16 @@ impl Run<'_> {
                 config.label()
             );
         }
+        if let (Some(d), false) = (&db, a.no_analyze) {
+            // What autovacuum's auto-analyze does on a server where it runs: without it, the
+            // generic plans of the nodes' prepared statements, made while the tables were
+            // empty, are kept however large the tables grow.
+            admin_client(&d.url)
+                .await?
+                .batch_execute("ANALYZE")
+                .await
+                .context("ANALYZE after the warm-up")?;
+        }
         let (quiet_before, _) = wait_quiet_pids(a.wait_quiet, config.label(), &pids);
         let sampler = match &db {
             Some(d) => Some(WaitSampler::start(&a.database_url, &d.name).await?),
@@ -588,7 +609,15 @@ pub async fn run(a: ClusterArgs) -> anyhow::Result<()> {
         .query_one("SHOW server_version", &[])
         .await?
         .get(0);
-    eprintln!("== PostgreSQL {version} at {}", a.database_url);
+    let autovacuum: String = admin_client(&a.database_url)
+        .await?
+        .query_one("SHOW autovacuum", &[])
+        .await?
+        .get(0);
+    eprintln!(
+        "== PostgreSQL {version} at {} (autovacuum {autovacuum})",
+        a.database_url
+    );
     let corpus = build_corpus(
         "http://0123456789abcdef0123456789abcdef@127.0.0.1:9/1",
         &a.corpus,
@@ -628,16 +657,21 @@ pub async fn run(a: ClusterArgs) -> anyhow::Result<()> {
     let (gz, raw) = corpus.mean_sizes();
     let mut md = format!(
         "\n## PostgreSQL cluster digest throughput (`cluster`), {started}\n\n\
-         {} cores, load generator, nodes and PostgreSQL {version} on the same machine. Closed \
-         loop, {} connections (split evenly between the nodes), {} s per run, {} groups, mean body \
-         {gz:.0} B gzip / {raw:.0} B; each run starts from scratch (fresh data dirs, a fresh \
-         PostgreSQL database) and a warm-up of {} events; each round runs SQLite, PostgreSQL with \
-         one node, then two nodes on the same database.\n",
+         {} cores, load generator, nodes and PostgreSQL {version} (autovacuum {autovacuum}) on \
+         the same machine. Closed loop, {} connections (split evenly between the nodes), {} s per \
+         run, {} groups, mean body {gz:.0} B gzip / {raw:.0} B; each run starts from scratch \
+         (fresh data dirs, a fresh PostgreSQL database) and a warm-up of {} events{}; each round \
+         runs SQLite, PostgreSQL with one node, then two nodes on the same database.\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         a.concurrency,
         a.duration,
         a.corpus.groups,
         a.warmup,
+        if a.no_analyze {
+            ", no ANALYZE after it"
+        } else {
+            ", then ANALYZE of the PostgreSQL database"
+        },
     );
     for (i, r) in rounds.iter().enumerate() {
         md += &format!("\nRound {}:\n\n{}", i + 1, round_table(r));
@@ -725,6 +759,8 @@ pub async fn run(a: ClusterArgs) -> anyhow::Result<()> {
         "bench": "cluster",
         "started": started,
         "postgres_version": version,
+        "postgres_autovacuum": autovacuum,
+        "analyze_after_warmup": !a.no_analyze,
         "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "concurrency": a.concurrency,
         "duration_s": a.duration,
