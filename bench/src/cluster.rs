@@ -218,9 +218,8 @@ impl WaitSampler {
                 if let Ok(rows) = rows {
                     samples += 1;
                     for r in rows {
-                        let state: Option<String> = r.get(0);
-                        let ty: Option<String> = r.get(1);
-                        let ev: Option<String> = r.get(2);
+                        let text = |i: usize| r.try_get::<_, Option<String>>(i).ok().flatten();
+                        let (state, ty, ev) = (text(0), text(1), text(2));
                         let state = state.unwrap_or_else(|| "?".into());
                         let key = match (ty, ev) {
                             (Some(t), Some(e)) => format!("{state} {t}:{e}"),
@@ -516,7 +515,11 @@ fn waits_str(w: &Option<(u64, Vec<(String, f64)>)>) -> String {
         Some((n, v)) => {
             let top: Vec<String> = v
                 .iter()
-                .filter(|(k, m)| !k.starts_with("idle ") && k != "idle" && *m >= 0.05)
+                .filter(|(k, m)| {
+                    let idle = k == "idle"
+                        || (k.starts_with("idle ") && !k.starts_with("idle in transaction"));
+                    !idle && *m >= 0.05
+                })
                 .take(5)
                 .map(|(k, m)| format!("{k} {m:.1}"))
                 .collect();
