@@ -75,7 +75,7 @@ pub struct ClusterArgs {
     /// Before each measurement, wait up to this many seconds for the machine to be quiet.
     #[arg(long, default_value_t = 60.0)]
     wait_quiet: f64,
-    /// Do not `ANALYZE` the PostgreSQL database after the warm-up (see the module docs).
+    /// Do not `ANALYZE` the PostgreSQL database after the warm-up (see bench/README.md).
     #[arg(long)]
     no_analyze: bool,
     /// Keep the data directories (and the server logs in them).
