@@ -145,11 +145,18 @@ impl LoadResult {
     }
 }
 
-struct Shared {
-    corpus: Arc<Corpus>,
-    target: Target,
+/// Where one connection sends: a target with its pre-built headers.
+struct Dest {
+    addr: SocketAddr,
+    path: String,
     auth: HeaderValue,
     host: HeaderValue,
+}
+
+struct Shared {
+    corpus: Arc<Corpus>,
+    /// Connection `w` sends to `dests[w % dests.len()]`.
+    dests: Vec<Dest>,
     opts: LoadOpts,
     next: AtomicU64,
     done: AtomicU64,
@@ -183,19 +190,40 @@ pub async fn run(
     corpus: Arc<Corpus>,
     opts: &LoadOpts,
 ) -> anyhow::Result<LoadResult> {
+    run_split(std::slice::from_ref(target), corpus, opts).await
+}
+
+/// [`run`] with the connections split between several targets (round robin: connection `w`
+/// sends to `targets[w % targets.len()]`), e.g. the nodes of a cluster.
+pub async fn run_split(
+    targets: &[Target],
+    corpus: Arc<Corpus>,
+    opts: &LoadOpts,
+) -> anyhow::Result<LoadResult> {
     if opts.duration.is_none() && opts.events.is_none() {
         bail!("give --duration or --events");
     }
-    let auth = HeaderValue::from_str(&format!(
-        "Sentry sentry_key={}, sentry_version=7, sentry_client=faultline-bench/0.1",
-        target.key
-    ))?;
+    if targets.is_empty() {
+        bail!("no target to send to");
+    }
+    let dests = targets
+        .iter()
+        .map(|t| {
+            Ok(Dest {
+                addr: t.addr,
+                path: t.path.clone(),
+                auth: HeaderValue::from_str(&format!(
+                    "Sentry sentry_key={}, sentry_version=7, sentry_client=faultline-bench/0.1",
+                    t.key
+                ))?,
+                host: HeaderValue::from_str(&t.host_header)?,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let (start_tx, start_rx) = tokio::sync::watch::channel(None);
     let shared = Arc::new(Shared {
         corpus,
-        target: target.clone(),
-        auth,
-        host: HeaderValue::from_str(&target.host_header)?,
+        dests,
         opts: opts.clone(),
         next: AtomicU64::new(0),
         done: AtomicU64::new(0),
@@ -319,8 +347,9 @@ async fn worker(w: u64, s: Arc<Shared>) -> (WorkerStats, Histogram<u64>) {
     let mut st = WorkerStats::default();
     let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
     let mut rng = Rng::from_entropy(w);
+    let dest = &s.dests[w as usize % s.dests.len()];
     st.connects += 1;
-    let mut conn: Option<SendRequest<Full<Bytes>>> = connect(s.target.addr).await.ok();
+    let mut conn: Option<SendRequest<Full<Bytes>>> = connect(dest.addr).await.ok();
     s.ready.wait().await;
     let t0 = {
         let mut rx = s.start.clone();
@@ -382,7 +411,7 @@ async fn worker(w: u64, s: Arc<Shared>) -> (WorkerStats, Histogram<u64>) {
                 Some(c) => c,
                 None => {
                     st.connects += 1;
-                    let mut c = connect(s.target.addr)
+                    let mut c = connect(dest.addr)
                         .await
                         .map_err(|e| format!("connect: {e}"))?;
                     c.ready()
@@ -393,9 +422,9 @@ async fn worker(w: u64, s: Arc<Shared>) -> (WorkerStats, Histogram<u64>) {
             };
             let req = Request::builder()
                 .method(Method::POST)
-                .uri(&s.target.path)
-                .header(HOST, s.host.clone())
-                .header("x-sentry-auth", s.auth.clone())
+                .uri(&dest.path)
+                .header(HOST, dest.host.clone())
+                .header("x-sentry-auth", dest.auth.clone())
                 .header(
                     CONTENT_TYPE,
                     HeaderValue::from_static("application/x-sentry-envelope"),

@@ -8,11 +8,13 @@
 //!     faultline-bench ui --faultline target/release/faultline [--issues 10000 --events 1000000]
 //!     faultline-bench alerts --faultline target/release/faultline [--new-issues 1000]
 //!     faultline-bench sourcemaps --faultline target/release/faultline [--duration 15]
+//!     faultline-bench cluster --faultline target/release/faultline [--database-url postgres://…]
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod alerts;
+mod cluster;
 mod content;
 mod load;
 mod null_server;
@@ -22,6 +24,7 @@ mod sourcemaps;
 mod ui;
 mod verify;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,6 +73,9 @@ enum Cmd {
     /// Digest throughput of minified browser events resolved with an uploaded source map,
     /// against the same events in a project without maps.
     Sourcemaps(sourcemaps::SourcemapsArgs),
+    /// Digest throughput on PostgreSQL with one node and with two nodes on the same database,
+    /// against SQLite, in alternating rounds.
+    Cluster(cluster::ClusterArgs),
 }
 
 #[derive(Args, Clone, Debug)]
@@ -157,6 +163,7 @@ fn main() -> anyhow::Result<()> {
         Some(Cmd::Ui(a)) => rt.block_on(ui::run(a)),
         Some(Cmd::Alerts(a)) => rt.block_on(alerts::run(a)),
         Some(Cmd::Sourcemaps(a)) => rt.block_on(sourcemaps::run(a)),
+        Some(Cmd::Cluster(a)) => rt.block_on(cluster::run(a)),
         Some(Cmd::Load(l)) => rt.block_on(load_cmd(l)),
         None => rt.block_on(load_cmd(cli.load)),
     }
@@ -275,14 +282,24 @@ pub struct Phase {
     pub digest: Option<Digest>,
     pub digest_after_load_s: Option<f64>,
     pub digested_per_s: Option<f64>,
+    /// Peak sampled VmRSS of the server (summed over the nodes when there are several).
     pub peak_rss_kib: Option<u64>,
     pub hwm_kib: Option<u64>,
+    /// Peak sampled VmRSS of each node, in the order of the pids given to [`measure_nodes`].
+    pub node_peak_rss_kib: Vec<u64>,
+    /// CPU seconds of the server (all nodes).
     pub server_cpu_load_s: Option<f64>,
     pub server_cpu_total_s: Option<f64>,
+    /// CPU seconds of the helper processes (see [`measure_nodes`]) during the load, and during
+    /// load + digestion.
+    pub helper_cpu_load_s: Option<f64>,
+    pub helper_cpu_total_s: Option<f64>,
     pub total_s: f64,
-    /// CPU (cores, averaged over the load) used by user processes other than the server and this
-    /// client: other work on the machine that disturbs the measurement.
+    /// CPU (cores, averaged over the load) used by user processes other than the server, its
+    /// helpers and this client: other work on the machine that disturbs the measurement.
     pub other_cores_load: Option<f64>,
+    /// The same over load + digestion.
+    pub other_cores_total: Option<f64>,
     /// CPU (cores) of the kernel not charged to the server or client: irq/softirq (loopback TCP)
     /// and kernel threads (ksoftirqd, writeback).
     pub kernel_cores_load: Option<f64>,
@@ -297,27 +314,96 @@ pub async fn measure(
     pid: Option<u32>,
     d: &DigestArgs,
 ) -> anyhow::Result<Phase> {
+    let targets = std::slice::from_ref(target);
+    measure_nodes(
+        label,
+        targets,
+        corpus,
+        opts,
+        verifier,
+        pid.as_slice(),
+        None,
+        d,
+    )
+    .await
+}
+
+/// Lists the processes that serve the server under test without being it (the PostgreSQL
+/// backends of its database): their CPU is the system's, not noise.
+pub type Helpers<'a> = &'a (dyn Fn() -> Vec<u32> + Sync);
+
+/// Other processes' CPU (cores) over `wall_s`: the machine's task time between `m0` and `m1`
+/// less kernel threads, the server, its helpers and this client.
+fn other_cores(
+    m0: Option<procstat::MachineCpu>,
+    m1: Option<procstat::MachineCpu>,
+    known_s: f64,
+    wall_s: f64,
+) -> Option<f64> {
+    m0.zip(m1).map(|(a, b)| {
+        let kthreads = b.kthreads_s - a.kthreads_s;
+        ((b.tasks_s - a.tasks_s - kthreads - known_s) / wall_s).max(0.0)
+    })
+}
+
+/// [`measure`] for a server of several nodes (`pids`), the load split between `targets`; CPU
+/// and RSS are sampled for every node, CPU also for the `helpers` (listed at the start and the
+/// end: a helper born during the load counts from zero).
+#[allow(clippy::too_many_arguments)]
+pub async fn measure_nodes(
+    label: &str,
+    targets: &[Target],
+    corpus: Arc<Corpus>,
+    opts: &LoadOpts,
+    verifier: Option<&Verifier>,
+    pids: &[u32],
+    helpers: Option<Helpers<'_>>,
+    d: &DigestArgs,
+) -> anyhow::Result<Phase> {
     let baseline = match verifier {
         Some(v) => Some(v.count().await.context("verify before the load")?.0),
         None => None,
     };
-    let sampler = pid.map(procstat::RssSampler::start);
-    let cpu0 = pid.and_then(procstat::cpu_s);
+    let servers_cpu = || -> Option<f64> {
+        if pids.is_empty() {
+            return None;
+        }
+        pids.iter().map(|&p| procstat::cpu_s(p)).sum()
+    };
+    let helpers_cpu = |since: &HashMap<u32, f64>| -> Option<f64> {
+        let h = helpers?;
+        let now = procstat::cpu_of(&h());
+        Some(
+            now.iter()
+                .map(|(p, c)| c - since.get(p).copied().unwrap_or(0.0))
+                .sum(),
+        )
+    };
+    let samplers: Vec<procstat::RssSampler> = pids
+        .iter()
+        .map(|&p| procstat::RssSampler::start(p))
+        .collect();
+    let cpu0 = servers_cpu();
+    let helpers0 = helpers.map(|h| procstat::cpu_of(&h())).unwrap_or_default();
     let machine0 = procstat::machine_cpu();
     let start = Instant::now();
-    let load = load::run(target, corpus, opts).await?;
+    let load = load::run_split(targets, corpus, opts).await?;
     let load_end = Instant::now();
-    let cpu_load = pid.and_then(procstat::cpu_s);
+    let cpu_load = servers_cpu();
+    let helper_load = helpers_cpu(&helpers0);
     let machine1 = procstat::machine_cpu();
     let wall_s = load.wall.as_secs_f64();
     let server = cpu0.zip(cpu_load).map(|(x, y)| y - x).unwrap_or(0.0);
-    let other_cores_load = machine0.zip(machine1).map(|(a, b)| {
-        let kthreads = b.kthreads_s - a.kthreads_s;
-        ((b.tasks_s - a.tasks_s - kthreads - server - load.client_cpu_s) / wall_s).max(0.0)
-    });
+    let other_cores_load = other_cores(
+        machine0,
+        machine1,
+        server + helper_load.unwrap_or(0.0) + load.client_cpu_s,
+        wall_s,
+    );
     let kernel_cores_load = machine0
         .zip(machine1)
         .map(|(a, b)| (b.irq_s - a.irq_s + b.kthreads_s - a.kthreads_s) / wall_s);
+    let client_cpu0 = crate::load::cpu_self_s();
     let digest = match verifier {
         Some(v) => Some(
             verify::wait(
@@ -334,13 +420,27 @@ pub async fn measure(
         None => None,
     };
     let end = Instant::now();
-    let cpu_end = pid.and_then(procstat::cpu_s);
-    let (peak, hwm) = match sampler {
-        Some(s) => {
-            let (p, h) = s.stop();
-            (Some(p), Some(h))
-        }
-        None => (None, None),
+    let cpu_end = servers_cpu();
+    let helper_end = helpers_cpu(&helpers0);
+    let machine2 = procstat::machine_cpu();
+    let total_s = (end - start).as_secs_f64();
+    let other_cores_total = other_cores(
+        machine0,
+        machine2,
+        cpu0.zip(cpu_end).map(|(a, b)| b - a).unwrap_or(0.0)
+            + helper_end.unwrap_or(0.0)
+            + load.client_cpu_s
+            + (crate::load::cpu_self_s() - client_cpu0),
+        total_s,
+    );
+    let stopped: Vec<(u64, u64)> = samplers.into_iter().map(|s| s.stop()).collect();
+    let (peak, hwm) = if stopped.is_empty() {
+        (None, None)
+    } else {
+        (
+            Some(stopped.iter().map(|s| s.0).sum()),
+            Some(stopped.iter().map(|s| s.1).sum()),
+        )
     };
     let digest_after_load_s = digest
         .as_ref()
@@ -359,10 +459,14 @@ pub async fn measure(
         digested_per_s,
         peak_rss_kib: peak,
         hwm_kib: hwm,
+        node_peak_rss_kib: stopped.iter().map(|s| s.0).collect(),
         server_cpu_load_s: cpu0.zip(cpu_load).map(|(a, b)| b - a),
         server_cpu_total_s: cpu0.zip(cpu_end).map(|(a, b)| b - a),
-        total_s: (end - start).as_secs_f64(),
+        helper_cpu_load_s: helper_load,
+        helper_cpu_total_s: helper_end,
+        total_s,
         other_cores_load,
+        other_cores_total,
         kernel_cores_load,
     })
 }

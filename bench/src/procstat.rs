@@ -129,3 +129,27 @@ pub fn loadavg() -> String {
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
 }
+
+/// The processes whose pid, `comm` and command line (arguments joined by spaces; PostgreSQL puts
+/// its process title there) satisfy `pick`.
+pub fn pids_where(pick: impl Fn(u32, &str, &str) -> bool) -> Vec<u32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            pick(*pid, comm.trim_end(), cmdline.trim_end())
+        })
+        .collect()
+}
+
+/// CPU seconds of each process of `pids` that still exists.
+pub fn cpu_of(pids: &[u32]) -> std::collections::HashMap<u32, f64> {
+    pids.iter()
+        .filter_map(|&p| cpu_s(p).map(|c| (p, c)))
+        .collect()
+}

@@ -66,14 +66,20 @@ pub struct RunAllArgs {
 /// Waits until the machine is quiet (see `--wait-quiet`): CPU used by processes other than the
 /// server (`pid`) and this client. Returns (other busy cores last measured, server cores then).
 pub(crate) fn wait_quiet(max: f64, what: &str, pid: Option<u32>) -> (f64, f64) {
+    wait_quiet_pids(max, what, pid.as_slice())
+}
+
+/// [`wait_quiet`] for a server of several processes (`pids`: the nodes).
+pub(crate) fn wait_quiet_pids(max: f64, what: &str, pids: &[u32]) -> (f64, f64) {
     let t = Instant::now();
     let mut warned = false;
+    let servers = || -> f64 { pids.iter().filter_map(|&p| procstat::cpu_s(p)).sum() };
     loop {
         let m0 = procstat::machine_busy_s().unwrap_or(0.0);
-        let s0 = pid.and_then(procstat::cpu_s).unwrap_or(0.0);
+        let s0 = servers();
         let c0 = crate::load::cpu_self_s();
         std::thread::sleep(Duration::from_secs(2));
-        let server = (pid.and_then(procstat::cpu_s).unwrap_or(0.0) - s0) / 2.0;
+        let server = (servers() - s0) / 2.0;
         let me = (crate::load::cpu_self_s() - c0) / 2.0;
         let busy = ((procstat::machine_busy_s().unwrap_or(0.0) - m0) / 2.0 - server - me).max(0.0);
         if busy < 0.15 || t.elapsed().as_secs_f64() >= max {
@@ -256,6 +262,16 @@ pub(crate) fn setup_bench_project(
     data_dir: &Path,
     base: &str,
 ) -> anyhow::Result<(String, String)> {
+    setup_bench_project_env(faultline, data_dir, base, &[])
+}
+
+/// [`setup_bench_project`] with environment for the CLI (e.g. `FAULTLINE_DATABASE_URL`).
+pub(crate) fn setup_bench_project_env(
+    faultline: &Path,
+    data_dir: &Path,
+    base: &str,
+    env: &[(&str, &str)],
+) -> anyhow::Result<(String, String)> {
     let data = data_dir.to_str().context("data dir path is not UTF-8")?;
     let dsn = cli(
         faultline,
@@ -268,8 +284,10 @@ pub(crate) fn setup_bench_project(
             "--public-url",
             base,
         ],
-        &[],
+        env,
     )?;
+    let mut user_env = env.to_vec();
+    user_env.push(("FAULTLINE_PASSWORD", BENCH_PASSWORD));
     cli(
         faultline,
         &[
@@ -281,9 +299,9 @@ pub(crate) fn setup_bench_project(
             "--data-dir",
             data,
         ],
-        &[("FAULTLINE_PASSWORD", BENCH_PASSWORD)],
+        &user_env,
     )?;
-    let token = bench_token(faultline, data_dir)?;
+    let token = bench_token_env(faultline, data_dir, env)?;
     if !dsn.starts_with("http://") {
         bail!("unexpected output from the faultline CLI: DSN {dsn:?}");
     }
@@ -292,6 +310,15 @@ pub(crate) fn setup_bench_project(
 
 /// A new API token for [`BENCH_EMAIL`].
 pub(crate) fn bench_token(faultline: &Path, data_dir: &Path) -> anyhow::Result<String> {
+    bench_token_env(faultline, data_dir, &[])
+}
+
+/// [`bench_token`] with environment for the CLI.
+fn bench_token_env(
+    faultline: &Path,
+    data_dir: &Path,
+    env: &[(&str, &str)],
+) -> anyhow::Result<String> {
     let data = data_dir.to_str().context("data dir path is not UTF-8")?;
     let token = cli(
         faultline,
@@ -303,7 +330,7 @@ pub(crate) fn bench_token(faultline: &Path, data_dir: &Path) -> anyhow::Result<S
             "--data-dir",
             data,
         ],
-        &[],
+        env,
     )?;
     if token.is_empty() || token.contains(' ') {
         bail!("unexpected output from `faultline token create`: {token:?}");
