@@ -2431,7 +2431,7 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
         c,
         "INSERT INTO events (project_id, event_id, issue_id, timestamp, received, release, \
          environment, trace_id, size, grouping, payload, user_key, hash)",
-        13,
+        (13, EVENT_ROWS),
         &event_rows,
         "ON CONFLICT (project_id, event_id) DO NOTHING RETURNING project_id, event_id",
     )?
@@ -2515,7 +2515,7 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
     for r in insert_rows(
         c,
         "INSERT INTO issue_users (issue_id, user_key)",
-        2,
+        (2, SMALL_ROWS),
         &user_rows,
         "ON CONFLICT DO NOTHING RETURNING issue_id",
     )? {
@@ -2567,7 +2567,7 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
     insert_rows(
         c,
         "INSERT INTO issue_hourly (issue_id, hour, count)",
-        3,
+        (3, SMALL_ROWS),
         &hourly_rows,
         "ON CONFLICT (issue_id, hour) DO UPDATE SET count = issue_hourly.count + excluded.count",
     )?;
@@ -2587,7 +2587,7 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
     for r in insert_rows(
         c,
         "INSERT INTO issue_tags (issue_id, key, value, count, first_seen, last_seen)",
-        6,
+        (6, SMALL_ROWS),
         &tag_rows,
         "ON CONFLICT (issue_id, key, value) DO UPDATE SET \
          count = issue_tags.count + excluded.count, \
@@ -2618,7 +2618,7 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
     insert_rows(
         c,
         "INSERT INTO issue_tag_keys (issue_id, key, total, values_seen)",
-        4,
+        (4, SMALL_ROWS),
         &key_rows,
         "ON CONFLICT (issue_id, key) DO UPDATE SET \
          total = issue_tag_keys.total + excluded.total, \
@@ -2751,14 +2751,20 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
 /// Rows per multi-row statement: a few fixed shapes, so that each is prepared once per
 /// connection and reused.
 const ROW_CHUNKS: [usize; 5] = [256, 64, 16, 4, 1];
+/// At most this many rows per statement for rows of small values (counters, tag values).
+const SMALL_ROWS: usize = 256;
+/// At most this many events (each with its compressed payload, ~8 KB) per statement: the
+/// values of a statement are copied into the database client's buffers, which keep their
+/// largest size, so a statement's size is memory every connection may hold on to.
+const EVENT_ROWS: usize = 16;
 
 /// `head VALUES (…), (…) tail` for every row of `values` (rows of `width` parameters, one
-/// after the other), in as few statements as the fixed shapes allow: one round trip for
-/// hundreds of rows. Returns what `tail`'s `RETURNING` gives, if it has one.
+/// after the other), in as few statements as the fixed shapes up to `max_rows` allow: one
+/// round trip for hundreds of rows. Returns what `tail`'s `RETURNING` gives, if it has one.
 fn insert_rows(
     c: &mut dyn Conn,
     head: &str,
-    width: usize,
+    (width, max_rows): (usize, usize),
     values: &[SqlValue],
     tail: &str,
 ) -> StoreResult<Vec<Row>> {
@@ -2766,7 +2772,10 @@ fn insert_rows(
     let mut rest = values;
     while rest.len() >= width && width > 0 {
         let rows = rest.len() / width;
-        let n = ROW_CHUNKS.into_iter().find(|&c| c <= rows).unwrap_or(1);
+        let n = ROW_CHUNKS
+            .into_iter()
+            .find(|&c| c <= rows && c <= max_rows)
+            .unwrap_or(1);
         let (chunk, next) = rest.split_at(n * width);
         let mut sql = format!("{head} VALUES ");
         for row in 0..n {
