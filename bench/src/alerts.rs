@@ -863,15 +863,7 @@ pub async fn run(a: AlertsArgs) -> anyhow::Result<()> {
         "rule_in_effect_after_s": round2(rule_active_s),
         "probe_issues": probe_ids.len(),
     });
-    let line = serde_json::to_string(&j)?;
-    println!("{line}");
-    if let Some(p) = &a.json_out {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)?;
-        writeln!(f, "{line}")?;
-    }
+    crate::emit_json_line(&j, a.json_out.as_deref())?;
     if a.keep_data {
         eprintln!("data dir kept: {}", data_dir.display());
     } else {

@@ -780,16 +780,7 @@ pub async fn run(a: ClusterArgs) -> anyhow::Result<()> {
         "requirement_pg2_pg1_ge_0_8": pg2_ratio >= 0.8,
         "failures": failures,
     });
-    let line = serde_json::to_string(&j)?;
-    println!("{line}");
-    if let Some(p) = &a.json_out {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)?;
-        writeln!(f, "{line}")?;
-    }
+    crate::emit_json_line(&j, a.json_out.as_deref())?;
     if !failures.is_empty() {
         bail!(
             "{} acknowledged-event check(s) failed: {}",

@@ -260,16 +260,7 @@ async fn load_cmd(a: LoadArgs) -> anyhow::Result<()> {
     if let Some(i) = idle {
         j["idle_rss_mib"] = json!(round1(i as f64 / 1024.0));
     }
-    let line = serde_json::to_string(&j)?;
-    println!("{line}");
-    if let Some(p) = a.json_out {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)?;
-        writeln!(f, "{line}")?;
-    }
+    crate::emit_json_line(&j, a.json_out.as_deref())?;
     Ok(())
 }
 
@@ -623,4 +614,19 @@ impl Phase {
         }
         j
     }
+}
+
+/// Prints a run's JSON result line on stdout and appends it to `out` when given.
+pub fn emit_json_line(j: &serde_json::Value, out: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let line = serde_json::to_string(j)?;
+    println!("{line}");
+    if let Some(p) = out {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)?;
+        writeln!(f, "{line}")?;
+    }
+    Ok(())
 }

@@ -880,16 +880,7 @@ pub async fn run(a: RunAllArgs) -> anyhow::Result<()> {
         "other_busy_cores_before_runs": quiet.iter().map(|q| round2(q.0)).collect::<Vec<_>>(),
         "server_cores_before_runs": quiet.iter().map(|q| round2(q.1)).collect::<Vec<_>>(),
     });
-    let line = serde_json::to_string(&j)?;
-    println!("{line}");
-    if let Some(p) = &a.json_out {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)?;
-        writeln!(f, "{line}")?;
-    }
+    crate::emit_json_line(&j, a.json_out.as_deref())?;
     if temp && !a.keep_data {
         let _ = std::fs::remove_dir_all(&data_dir);
     } else {

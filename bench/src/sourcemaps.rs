@@ -633,16 +633,7 @@ pub async fn run(a: SourcemapsArgs) -> anyhow::Result<()> {
         "ratio": round2(ratio),
         "resolved_functions": after,
     });
-    let line = serde_json::to_string(&j)?;
-    println!("{line}");
-    if let Some(p) = &a.json_out {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)?;
-        writeln!(f, "{line}")?;
-    }
+    crate::emit_json_line(&j, a.json_out.as_deref())?;
     if a.keep_data {
         eprintln!("kept {}", data_dir.display());
     } else {

@@ -1406,16 +1406,7 @@ pub async fn run(a: UiArgs) -> anyhow::Result<()> {
         "p95_ratio_vs_baseline": ratios,
         "run_s": round1(t_run.elapsed().as_secs_f64()),
     });
-    let line = serde_json::to_string(&j)?;
-    println!("{line}");
-    if let Some(p) = &a.json_out {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)?;
-        writeln!(f, "{line}")?;
-    }
+    crate::emit_json_line(&j, a.json_out.as_deref())?;
     Ok(())
 }
 

@@ -5150,42 +5150,7 @@ async fn existing_events_make_their_releases(db: &TestDb) {
          INSERT INTO events (project_id, event_id, issue_id, timestamp, received, release, size, \
          grouping, payload) VALUES (1, 'e1', 1, 100, 101, '1.0', 1, '{}', ?1), \
          (1, 'e2', 1, 300, 301, '1.0', 1, '{}', ?1), (1, 'e3', 2, 50, 51, '0.9', 1, '{}', ?1)";
-    if let Some(path) = db.url.strip_prefix("sqlite://") {
-        let conn = rusqlite::Connection::open(path).expect("open the old SQLite database");
-        for sql in &super::sqlite::MIGRATIONS[..BEFORE] {
-            conn.execute_batch(sql).expect("an old migration");
-        }
-        conn.execute_batch(&format!("PRAGMA user_version = {BEFORE}"))
-            .expect("version");
-        let (batch, last) = old_data.rsplit_once("; ").expect("statements");
-        conn.execute_batch(batch).expect("old data");
-        conn.execute(last, [b"x".to_vec()]).expect("old events");
-    } else {
-        let client = pg_admin(&db.url).await;
-        client
-            .batch_execute(
-                "CREATE TABLE faultline_migrations (version BIGINT PRIMARY KEY, \
-                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-            )
-            .await
-            .expect("migrations table");
-        for (i, sql) in super::postgres::MIGRATIONS[..BEFORE].iter().enumerate() {
-            client.batch_execute(sql).await.expect("an old migration");
-            client
-                .execute(
-                    "INSERT INTO faultline_migrations (version) VALUES ($1)",
-                    &[&(i as i64 + 1)],
-                )
-                .await
-                .expect("version");
-        }
-        let (batch, last) = old_data.rsplit_once("; ").expect("statements");
-        client.batch_execute(batch).await.expect("old data");
-        client
-            .execute(&last.replace("?1", "$1"), &[&b"x".to_vec()])
-            .await
-            .expect("old events");
-    }
+    old_database(db, BEFORE, old_data, b"x".to_vec()).await;
 
     let s = db.open().await;
     let org = s.organization("old").await.must("old organization");
