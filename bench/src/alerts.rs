@@ -232,13 +232,7 @@ pub async fn run(a: AlertsArgs) -> anyhow::Result<()> {
         bail!("--new-issues and --new-issue-rate must be positive");
     }
     let started = chrono_now();
-    let data_dir = std::env::temp_dir().join(format!(
-        "faultline-bench-alerts-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis()
-    ));
+    let data_dir = crate::fresh_temp_dir("alerts")?;
 
     // ------------------------------------------------------------ 1. server, project, receiver
     let Server {

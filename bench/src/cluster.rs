@@ -625,13 +625,7 @@ pub async fn run(a: ClusterArgs) -> anyhow::Result<()> {
         "http://0123456789abcdef0123456789abcdef@127.0.0.1:9/1",
         &a.corpus,
     )?;
-    let root = std::env::temp_dir().join(format!(
-        "faultline-bench-cluster-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis()
-    ));
+    let root = crate::fresh_temp_dir("cluster")?;
     let run = Run {
         a: &a,
         faultline: &faultline,

@@ -630,3 +630,15 @@ pub fn emit_json_line(j: &serde_json::Value, out: Option<&std::path::Path>) -> a
     }
     Ok(())
 }
+
+/// A path under the system's temporary directory for one run, unique to this process and time:
+/// `faultline-bench-LABEL-PID-MILLIS` (not created).
+pub fn fresh_temp_dir(label: &str) -> anyhow::Result<std::path::PathBuf> {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
+    Ok(std::env::temp_dir().join(format!(
+        "faultline-bench-{label}-{}-{millis}",
+        std::process::id()
+    )))
+}

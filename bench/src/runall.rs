@@ -517,13 +517,7 @@ pub async fn run(a: RunAllArgs) -> anyhow::Result<()> {
     let (data_dir, temp) = match &a.data_dir {
         Some(d) => (d.clone(), false),
         None => {
-            let d = std::env::temp_dir().join(format!(
-                "faultline-bench-{}-{}",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)?
-                    .as_millis()
-            ));
+            let d = crate::fresh_temp_dir("run")?;
             (d, true)
         }
     };

@@ -409,13 +409,7 @@ pub async fn run(a: SourcemapsArgs) -> anyhow::Result<()> {
         MAP.len()
     );
 
-    let data_dir = std::env::temp_dir().join(format!(
-        "faultline-bench-maps-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis()
-    ));
+    let data_dir = crate::fresh_temp_dir("maps")?;
     let Server {
         proc: mut server,
         base,

@@ -919,16 +919,6 @@ fn print_log_tail(dir: &Path) {
     }
 }
 
-fn temp_dir(what: &str) -> anyhow::Result<PathBuf> {
-    Ok(std::env::temp_dir().join(format!(
-        "faultline-bench-ui-{what}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis()
-    )))
-}
-
 /// What a `--reuse` data dir must have been filled with.
 fn marker_json(a: &UiArgs, groups: usize, events: u64) -> Value {
     json!({
@@ -1065,7 +1055,7 @@ pub async fn run(a: UiArgs) -> anyhow::Result<()> {
     // Decide about the filled data dir before spending time on the baseline.
     let (data_dir, temp) = match &a.data_dir {
         Some(d) => (d.clone(), false),
-        None => (temp_dir("data")?, true),
+        None => (crate::fresh_temp_dir("ui-data")?, true),
     };
     let marker_path = data_dir.join(MARKER);
     let has_db = data_dir.join("faultline.db").exists();
@@ -1109,7 +1099,7 @@ pub async fn run(a: UiArgs) -> anyhow::Result<()> {
     let baseline = if a.no_baseline {
         None
     } else {
-        let dir = temp_dir("baseline")?;
+        let dir = crate::fresh_temp_dir("ui-baseline")?;
         eprintln!(
             "== baseline: a fresh server with {} issues / {} events, data dir {}",
             a.baseline_issues,
