@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 use crate::config::Limits;
@@ -73,93 +73,60 @@ pub fn check_envelope(env: &Envelope, limits: &Limits) -> Result<Option<String>,
 
 /// Checks that `payload` is a JSON object within the depth limit; returns its `event_id`.
 ///
-/// One pass of the JSON parser does both: values are visited (not built), counting how deep
-/// arrays and objects nest.
+/// Three quick passes instead of one slow one: UTF-8, then the JSON parser with every member
+/// but `event_id` skipped (checked, not decoded), then the nesting depth on bytes known to be
+/// valid JSON.
 pub fn check_json_event(payload: &[u8], limits: &Limits) -> Result<Option<String>, ApiError> {
+    let invalid = |cause: String| ApiError::bad_request("invalid JSON data").with_cause(cause);
+    // The parser skips over strings without decoding them, so it would not see bad UTF-8.
+    std::str::from_utf8(payload).map_err(|e| invalid(e.to_string()))?;
     let mut de = serde_json::Deserializer::from_slice(payload);
-    let top = TopLevel {
-        depth: Depth {
-            left: limits.max_json_depth.saturating_sub(1),
-            max: limits.max_json_depth,
-        },
-    };
-    let event_id = top
+    let event_id = TopLevel
         .deserialize(&mut de)
         .and_then(|id| de.end().map(|()| id))
-        .map_err(|e| ApiError::bad_request("invalid JSON data").with_cause(e.to_string()))?;
+        .map_err(|e| invalid(e.to_string()))?;
+    if nests_deeper_than(payload, limits.max_json_depth) {
+        return Err(invalid(format!(
+            "nesting deeper than {} levels",
+            limits.max_json_depth
+        )));
+    }
     Ok(event_id.as_deref().and_then(parse_event_id))
 }
 
-/// Visits one JSON value, failing when arrays and objects nest more than `left` levels below.
-#[derive(Clone, Copy)]
-struct Depth {
-    left: usize,
-    /// The limit, for the error message.
-    max: usize,
-}
-
-impl Depth {
-    fn below<E: de::Error>(self) -> Result<Depth, E> {
-        match self.left.checked_sub(1) {
-            Some(left) => Ok(Depth { left, ..self }),
-            None => Err(E::custom(format_args!(
-                "nesting deeper than {} levels",
-                self.max
-            ))),
+/// Whether arrays and objects in `json` (valid JSON) nest more than `max` levels deep.
+fn nests_deeper_than(json: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut i = 0;
+    while let Some(&b) = json.get(i) {
+        match b {
+            b'"' => {
+                // Skip the string: to its closing quote, stepping over escaped characters.
+                i += 1;
+                while let Some(at) = memchr::memchr2(b'"', b'\\', json.get(i..).unwrap_or(&[])) {
+                    i += at;
+                    if json[i] == b'"' {
+                        break;
+                    }
+                    i += 2;
+                }
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
         }
+        i += 1;
     }
+    false
 }
 
-impl<'de> DeserializeSeed<'de> for Depth {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Depth {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let inner = self.below()?;
-        while seq.next_element_seed(inner)?.is_some() {}
-        Ok(())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let inner = self.below()?;
-        while map.next_key::<IgnoredAny>()?.is_some() {
-            map.next_value_seed(inner)?;
-        }
-        Ok(())
-    }
-}
-
-/// The event object: its `event_id` if it is a string, every other member checked for depth.
-struct TopLevel {
-    depth: Depth,
-}
+/// The event object: its `event_id` if it is a string; every other member is skipped.
+struct TopLevel;
 
 impl<'de> DeserializeSeed<'de> for TopLevel {
     type Value = Option<String>;
@@ -184,7 +151,7 @@ impl<'de> Visitor<'de> for TopLevel {
                     event_id = Some(s);
                 }
             } else {
-                map.next_value_seed(self.depth)?;
+                map.next_value::<IgnoredAny>()?;
             }
         }
         Ok(event_id)
@@ -207,6 +174,14 @@ mod tests {
         let deep = br#"{"b":[1,[2,{"x":1}]]}"#;
         let err = check_json_event(deep, &limits).unwrap_err();
         assert_eq!(err.status, 400);
+        // A string that ends in an escaped backslash, then real nesting.
+        let ok = br#"{"a":"\\\\","b":[[1]]}"#;
+        assert_eq!(check_json_event(ok, &limits).unwrap(), None);
+        let deep = br#"{"a":"\\\\","b":[[[1]]]}"#;
+        assert_eq!(check_json_event(deep, &limits).unwrap_err().status, 400);
+        // Invalid UTF-8 inside a string the parser skips over.
+        let bad_utf8 = b"{\"a\":\"\xff\xfe\"}";
+        assert_eq!(check_json_event(bad_utf8, &limits).unwrap_err().status, 400);
         // Not an object, or not JSON at all, or something after it.
         for bad in [&b"[1]"[..], b"\"x\"", b"{\"a\":", b"{} {}"] {
             assert_eq!(check_json_event(bad, &limits).unwrap_err().status, 400);
