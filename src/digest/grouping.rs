@@ -34,6 +34,17 @@ pub struct Grouping {
     pub components: Value,
 }
 
+impl Grouping {
+    /// `{"hash", "variant", "components"}`: what is stored and shown for a fingerprint.
+    pub fn into_json(self) -> Value {
+        object([
+            ("hash", Value::String(self.hash)),
+            ("variant", Value::String(self.variant.into())),
+            ("components", self.components),
+        ])
+    }
+}
+
 /// Platforms whose frames contribute their (whitespace-collapsed) source line.
 const CONTEXT_LINE_PLATFORMS: &[&str] = &["javascript", "node", "python", "php", "ruby"];
 

@@ -178,11 +178,7 @@ impl RecordContext<'_> {
             project_id: self.project_id,
             event_id: str_of("event_id").unwrap_or_default(),
             hash: grouping.hash.clone(),
-            grouping: serde_json::json!({
-                "hash": grouping.hash,
-                "variant": grouping.variant,
-                "components": grouping.components,
-            }),
+            grouping: grouping.into_json(),
             title: title::title(&event),
             culprit: title::culprit(&event),
             level: str_of("level").unwrap_or_else(|| "error".into()),
