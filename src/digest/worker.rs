@@ -17,6 +17,10 @@ use super::process;
 /// latency from acknowledgement to visibility low.
 const BATCH_RECORDS: usize = 500;
 const BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// How long digestion waits after it has caught up before it reads the next batch. At 2,000
+/// events/s, batches grew from ~20 to ~190 records and the server's CPU fell by 10-15 %; an
+/// event becomes visible at most this much later.
+const LINGER: Duration = Duration::from_millis(25);
 /// Below this many records a batch is processed on one thread.
 const PARALLEL_FROM: usize = 64;
 
@@ -118,6 +122,11 @@ async fn process_stage(w: &Worker, start: Position, tx: tokio::sync::mpsc::Sende
         };
         if tx.send(processed).await.is_err() {
             return;
+        }
+        if records < BATCH_RECORDS {
+            // Caught up: let the next batch gather for a moment rather than take each few
+            // records as they come (every batch has a fixed cost in the database).
+            tokio::time::sleep(LINGER).await;
         }
     }
 }
