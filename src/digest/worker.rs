@@ -322,7 +322,8 @@ fn record_guarded(
 }
 
 /// Evicts old events every `every`, per project settings or the server defaults
-/// (`0` = no limit), on the one node that holds the `retention` lease.
+/// (`0` = no limit), on the one node that holds the `retention` lease; also refreshes the
+/// planner statistics of a PostgreSQL database whose autovacuum is off.
 pub async fn retention_loop(
     store: Arc<dyn Store>,
     node_id: String,
@@ -350,6 +351,11 @@ pub async fn retention_loop(
                 continue;
             }
         };
+        match store.refresh_statistics().await {
+            Ok(true) => tracing::debug!("refreshed the database's planner statistics"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot refresh the planner statistics"),
+        }
         let now = chrono::Utc::now().timestamp() as f64;
         // Expired web sessions, and failed logins older than any throttling window.
         if let Err(e) = store.prune_web(now, now - 86400.0).await {

@@ -848,6 +848,9 @@ pub trait Store: ArtifactStore + Send + Sync {
     async fn save_batch(&self, batch: Arc<DigestBatch>) -> StoreResult<DigestResult>;
     /// Total stored events (for tests and benchmarks).
     async fn count_events(&self, project_id: Option<i64>) -> StoreResult<i64>;
+    /// Refreshes the database's planner statistics if the database does not do it by itself
+    /// (see [`db::Conn::refresh_statistics`]); whether it did.
+    async fn refresh_statistics(&self) -> StoreResult<bool>;
     /// Evicts events beyond a project's cap or age; returns how many were removed.
     async fn enforce_retention(
         &self,

@@ -164,6 +164,16 @@ impl Conn for PgConn<'_> {
         Ok(())
     }
 
+    fn refresh_statistics(&mut self) -> StoreResult<bool> {
+        let off = self
+            .query_one("SELECT current_setting('autovacuum') = 'off'", &[])?
+            .bool(0)?;
+        if off {
+            self.batch("ANALYZE")?;
+        }
+        Ok(off)
+    }
+
     fn skip_locked(&self) -> &'static str {
         " FOR UPDATE SKIP LOCKED"
     }

@@ -1055,6 +1055,11 @@ impl<B: Backend> Store for SqlStore<B> {
         .await
     }
 
+    async fn refresh_statistics(&self) -> StoreResult<bool> {
+        // Outside a transaction: the statistics are committed table by table.
+        self.read(|c| c.refresh_statistics()).await
+    }
+
     async fn enforce_retention(
         &self,
         project_id: i64,

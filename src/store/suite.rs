@@ -209,6 +209,8 @@ store_tests! {
         => list_issues_text_ignores_case_beyond_ascii_sqlite,
         list_issues_text_ignores_case_beyond_ascii_postgres;
     retention => retention_sqlite, retention_postgres;
+    statistics_refreshed_without_autovacuum => statistics_refreshed_without_autovacuum_sqlite,
+        statistics_refreshed_without_autovacuum_postgres;
     concurrent_nodes_share_issues => concurrent_nodes_share_issues_sqlite,
         concurrent_nodes_share_issues_postgres;
     concurrent_nodes_new_fingerprints_in_opposite_order
@@ -1814,6 +1816,42 @@ async fn list_issues_text_ignores_case_beyond_ascii(db: &TestDb) {
 
 // ---------------------------------------------------------------------------------------------
 // 6. Retention
+
+async fn statistics_refreshed_without_autovacuum(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "acme", "web").await;
+    save(
+        &s,
+        (1..=3)
+            .map(|i| ev(p.id, &format!("e{i}"), "hash-a", T0 + i as f64))
+            .collect(),
+    )
+    .await;
+    let analyzed = s.refresh_statistics().await.must("refresh_statistics");
+    if db._pg.is_none() {
+        assert!(!analyzed, "SQLite plans without statistics");
+        return;
+    }
+    let client = pg_admin(&db.url).await;
+    let autovacuum_off: bool = client
+        .query_one("SELECT current_setting('autovacuum') = 'off'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(analyzed, autovacuum_off);
+    if autovacuum_off {
+        // ANALYZE counted the rows; before, the planner believed the table empty.
+        let rows: f32 = client
+            .query_one(
+                "SELECT reltuples FROM pg_class WHERE relname = 'events'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 3.0);
+    }
+}
 
 async fn retention(db: &TestDb) {
     let s = db.open().await;
