@@ -407,6 +407,16 @@ async fn issue_of(store: &Arc<dyn Store>, project_id: i64, event_id: &str) -> Is
     store.issue(e.issue_id).await.must("issue")
 }
 
+/// Asserts an issue's tag keys as `(key, distinct values, events counted)`, in key order.
+async fn assert_tag_keys(store: &Arc<dyn Store>, issue_id: i64, expected: &[(&str, i64, i64)]) {
+    let keys = store.issue_tag_keys(issue_id).await.must("issue_tag_keys");
+    let keys: Vec<(&str, i64, i64)> = keys
+        .iter()
+        .map(|k| (k.key.as_str(), k.unique_values, k.total_values))
+        .collect();
+    assert_eq!(keys, expected);
+}
+
 fn event_ids(events: &[EventRecord]) -> Vec<&str> {
     events.iter().map(|e| e.event_id.as_str()).collect()
 }
@@ -1029,12 +1039,7 @@ async fn digest_counts_hours_and_tags(db: &TestDb) {
             .is_empty()
     );
 
-    let keys = s.issue_tag_keys(id).await.must("issue_tag_keys");
-    let keys: Vec<(&str, i64, i64)> = keys
-        .iter()
-        .map(|k| (k.key.as_str(), k.unique_values, k.total_values))
-        .collect();
-    assert_eq!(keys, [("browser", 2, 5), ("os", 1, 4)]);
+    assert_tag_keys(&s, id, &[("browser", 2, 5), ("os", 1, 4)]).await;
 
     let values = s
         .issue_tag_values(id, "browser", 10, 0)
@@ -4244,12 +4249,7 @@ async fn many_values_in_one_batch(db: &TestDb) {
     save(&s, batch_of(2, 251, 351)).await;
     let issue = issue_of(&s, p.id, "e1-0").await;
     assert_eq!((issue.times_seen, issue.user_count), (401, 351));
-    let keys = s.issue_tag_keys(issue.id).await.must("issue_tag_keys");
-    let keys: Vec<(&str, i64, i64)> = keys
-        .iter()
-        .map(|k| (k.key.as_str(), k.unique_values, k.total_values))
-        .collect();
-    assert_eq!(keys, [("browser", 2, 401), ("url", 351, 401)]);
+    assert_tag_keys(&s, issue.id, &[("browser", 2, 401), ("url", 351, 401)]).await;
     let values = s
         .issue_tag_values(issue.id, "url", 1000, 0)
         .await
