@@ -36,15 +36,18 @@ pub fn decode<'a>(
             }
             Ok(Cow::Borrowed(body))
         }
-        // The body is in memory: the `bufread` decoders read it in place (the `read` ones
-        // copy it through a buffer of their own first).
-        Some("gzip") | Some("x-gzip") => read_capped(
-            flate2::bufread::MultiGzDecoder::new(body),
-            hint,
-            cap,
-            "gzip",
-        )
-        .map(Cow::Owned),
+        Some("gzip") | Some("x-gzip") => match gunzip_single_member(body, cap) {
+            Some(result) => result.map(Cow::Owned),
+            // The body is in memory: the `bufread` decoders read it in place (the `read` ones
+            // copy it through a buffer of their own first).
+            None => read_capped(
+                flate2::bufread::MultiGzDecoder::new(body),
+                hint,
+                cap,
+                "gzip",
+            )
+            .map(Cow::Owned),
+        },
         Some("deflate") => {
             // RFC 9110 says zlib-wrapped; some clients send raw deflate. Try both.
             match read_capped(
@@ -77,6 +80,43 @@ pub fn decode<'a>(
         }
         Some(other) => Err(DecodeError::Unsupported(other.to_string())),
     }
+}
+
+thread_local! {
+    /// libdeflate's state, reused by every body this thread inflates.
+    static GUNZIP: std::cell::RefCell<libdeflater::Decompressor> =
+        std::cell::RefCell::new(libdeflater::Decompressor::new());
+}
+
+/// The gzip member that every SDK sends, inflated in one call with libdeflate (about twice as
+/// fast as a streaming decoder): the output buffer is sized from the size the gzip trailer
+/// states, capped at `cap`. `None` when the body may hold several members (the gzip magic
+/// appears again after the first byte, in about 1 of 2,700 ordinary 6 KB bodies): those take
+/// the streaming decoder, which reads every member.
+fn gunzip_single_member(body: &[u8], cap: usize) -> Option<Result<Vec<u8>, DecodeError>> {
+    const MAGIC: &[u8] = &[0x1f, 0x8b, 0x08];
+    if body.len() < 18
+        || !body.starts_with(MAGIC)
+        || memchr::memmem::find(&body[1..], MAGIC).is_some()
+    {
+        return None;
+    }
+    let trailer: [u8; 4] = body[body.len() - 4..].try_into().ok()?;
+    let stated = u32::from_le_bytes(trailer) as usize;
+    let mut out = vec![0u8; stated.min(cap)];
+    let result = GUNZIP.with(|d| d.borrow_mut().gzip_decompress(body, &mut out));
+    Some(match result {
+        Ok(n) => {
+            out.truncate(n);
+            Ok(out)
+        }
+        // More than the cap: a bomb. Otherwise the trailer understated the size, which
+        // libdeflate would have refused as corrupt after inflating.
+        Err(libdeflater::DecompressionError::InsufficientSpace) if stated >= cap => {
+            Err(DecodeError::TooLarge(cap))
+        }
+        Err(_) => Err(DecodeError::Corrupt("gzip")),
+    })
 }
 
 fn read_capped(
@@ -136,6 +176,36 @@ mod tests {
         let zs = zstd::encode_all(&data[..], 3).unwrap();
         assert_eq!(&*decode(Some("zstd"), &zs, &limits).unwrap(), &data[..]);
         assert_eq!(&*decode(None, &data, &limits).unwrap(), &data[..]);
+    }
+
+    #[test]
+    fn gzip_bodies_of_several_members_or_a_wrong_trailer() {
+        let limits = Limits::default();
+        // Several members: all of them, in order.
+        let mut two = gzip(b"{\"a\":");
+        two.extend(gzip(b"1}"));
+        assert_eq!(&*decode(Some("gzip"), &two, &limits).unwrap(), b"{\"a\":1}");
+        // A trailer that understates the size is corrupt data, not a short body.
+        let mut lying = gzip(&b"x".repeat(10_000));
+        let n = lying.len();
+        lying[n - 4..].copy_from_slice(&100u32.to_le_bytes());
+        assert_eq!(
+            decode(Some("gzip"), &lying, &limits).unwrap_err(),
+            DecodeError::Corrupt("gzip")
+        );
+        // One that overstates it only costs a larger buffer for the moment.
+        let mut big = gzip(b"{}");
+        let n = big.len();
+        big[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(
+            decode(Some("gzip"), &big, &limits).unwrap_err(),
+            DecodeError::Corrupt("gzip")
+        );
+        // A bomb whose trailer hides its size is still refused.
+        let mut hidden = gzip(&vec![0u8; 50 * MIB]);
+        let n = hidden.len();
+        hidden[n - 4..].copy_from_slice(&10u32.to_le_bytes());
+        assert!(decode(Some("gzip"), &hidden, &limits).is_err());
     }
 
     #[test]
