@@ -104,6 +104,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> 
         )),
     };
     let wake_delivery = Arc::new(tokio::sync::Notify::new());
+    let dictionaries = Arc::new(crate::digest::dictionary::Dictionaries::default());
     let digest = tokio::spawn(worker::run(worker::Worker {
         store: store.clone(),
         spool: spool.clone(),
@@ -114,6 +115,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> 
             wake_delivery.clone(),
         )),
         symbolicator: Some(state.symbolicator.clone()),
+        dictionaries: dictionaries.clone(),
     }));
     let delivery = tokio::spawn(crate::alerts::deliver::run(
         store.clone(),
@@ -127,6 +129,13 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> 
     let rate_sync = tokio::spawn(crate::ingest::ratelimit::sync_loop(
         state.rate_limiter.clone(),
         store.clone(),
+    ));
+    // Dictionaries are checked every 10 s, or as often as retention runs when that is sooner.
+    let payload_dicts = tokio::spawn(crate::digest::dictionary::maintain(
+        store.clone(),
+        node.clone(),
+        dictionaries,
+        std::time::Duration::from_secs(args.retention_interval.clamp(1, 10)),
     ));
     let retention = tokio::spawn(worker::retention_loop(
         store.clone(),
@@ -146,6 +155,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> 
     .await?;
     digest.abort();
     retention.abort();
+    payload_dicts.abort();
     rate_sync.abort();
     delivery.abort();
     Ok(())

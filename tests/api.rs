@@ -1764,6 +1764,64 @@ fn retention_keeps_the_newest_events_and_the_counts() {
     assert_eq!(issue["count"], "6", "{issue:#}");
 }
 
+#[test]
+fn events_read_back_the_same_once_their_project_compresses_with_a_dictionary() {
+    let server = Server::start_with(&["--retention-interval", "1"]);
+    let event = |i: u64| {
+        let mut e = python_error(
+            "KeyError",
+            &format!("'sku-{i}'"),
+            &[("checkout", 40 + i % 7), ("charge", 88)],
+        );
+        e["tags"] = json!({"shard": format!("s{}", i % 4)});
+        e
+    };
+    // A project gets a dictionary trained on its own events once it has 200 of them.
+    let before: Vec<String> = (0..210).map(|i| send(&server, event(i))).collect();
+    wait_event(&server, &before[209]);
+    wait_until("a dictionary is trained on the project's events", || {
+        let out = server.output();
+        if out.contains("trained a payload dictionary") {
+            Ok(())
+        } else {
+            Err(format!("server output so far:\n{out}"))
+        }
+    });
+    let after: Vec<String> = (210..215).map(|i| send(&server, event(i))).collect();
+    for (i, id) in [(0, &before[0]), (209, &before[209])]
+        .into_iter()
+        .chain((210..).zip(&after))
+    {
+        let e = wait_event(&server, id);
+        let exception = &e["entries"]
+            .as_array()
+            .and_then(|es| es.iter().find(|x| x["type"] == "exception"))
+            .unwrap_or_else(|| panic!("event {id} has an exception entry: {e:#}"))["data"]["values"]
+            [0];
+        assert_eq!(exception["value"], format!("'sku-{i}'"), "{e:#}");
+        let functions: Vec<&str> = exception["stacktrace"]["frames"]
+            .as_array()
+            .map(|f| f.iter().filter_map(|f| f["function"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            functions,
+            ["dispatch_request", "checkout", "charge"],
+            "{e:#}"
+        );
+        assert_eq!(
+            tag(&e, "shard"),
+            Some(format!("s{}", i % 4).as_str()),
+            "{e:#}"
+        );
+    }
+    let issue = issue_of(&server, &after[4]);
+    assert_eq!(issue, issue_of(&server, &before[0]));
+    let issue = get(&server, &format!("issues/{issue}/"))
+        .expect(200)
+        .clone();
+    assert_eq!(issue["count"], "215", "{issue:#}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 12. DSN keys
 // ---------------------------------------------------------------------------------------------

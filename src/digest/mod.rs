@@ -10,6 +10,7 @@
 //! - [`process`]: one spool record → the events, sessions, attachments… it holds.
 //! - [`worker`]: the loop that reads the spool in batches and stores them.
 
+pub mod dictionary;
 pub mod grouping;
 pub mod normalize;
 pub mod parameterize;

@@ -4,7 +4,9 @@
 //! Nothing here fails the batch: a record that cannot be read is logged and counted as an
 //! outcome, because the SDK was already told it was accepted and the rest must go on.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
@@ -13,10 +15,14 @@ use crate::config::Limits;
 use crate::envelope::decode;
 use crate::envelope::{self, Envelope, Item};
 use crate::spool::{Record, RecordKind};
+use crate::store::payload::{self, EncoderDict};
 use crate::store::{
     DigestBatch, NewAttachment, NewEvent, NewUserReport, Outcome, SessionCounts, SessionUser,
 };
 use crate::symbolicate::Symbolicator;
+
+/// The dictionary to compress each project's events with (projects without one are absent).
+pub type Dicts = HashMap<i64, Arc<EncoderDict>>;
 
 use super::normalize::{NormalizeContext, NormalizeLimits, normalize};
 use super::{grouping, security, tags, title};
@@ -26,12 +32,14 @@ pub fn record(
     record: &Record,
     limits: &Limits,
     symbolicator: Option<&Symbolicator>,
+    dicts: &Dicts,
     batch: &mut DigestBatch,
 ) {
     let meta = &record.meta;
     let ctx = RecordContext {
         replaces: meta.replaces,
         symbolicator,
+        dict: dicts.get(&meta.project_id).map(|d| &**d),
         project_id: meta.project_id,
         event_id: meta.event_id.as_deref(),
         received: meta.received,
@@ -107,6 +115,8 @@ struct RecordContext<'a> {
     replaces: bool,
     /// Resolves JavaScript frames with uploaded source maps before grouping.
     symbolicator: Option<&'a Symbolicator>,
+    /// The project's dictionary for stored events, once it has one.
+    dict: Option<&'a EncoderDict>,
     project_id: i64,
     event_id: Option<&'a str>,
     received: f64,
@@ -173,7 +183,7 @@ impl RecordContext<'_> {
         // sonic-rs serializes the tree about twice as fast as serde_json.
         let payload = sonic_rs::to_vec(&event).unwrap_or_default();
         let size = payload.len() as i64;
-        let payload = compress(&payload);
+        let payload = payload::compress(&payload, self.dict);
         batch.events.push(NewEvent {
             project_id: self.project_id,
             event_id: str_of("event_id").unwrap_or_default(),
@@ -386,28 +396,6 @@ impl RecordContext<'_> {
             }
         }
     }
-}
-
-/// zstd level of stored events. Level 1 compresses as fast as the negative (faster) levels on
-/// events and makes them ~16 % smaller: fewer pages for the database to write.
-const STORED_LEVEL: i32 = 1;
-
-thread_local! {
-    /// One compression context per digest thread: creating one per event costs more than
-    /// compressing a typical event.
-    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
-        std::cell::RefCell::new(zstd::bulk::Compressor::new(STORED_LEVEL).ok());
-}
-
-/// The stored form of an event's JSON: a zstd frame (read back with `zstd::decode_all`).
-fn compress(json: &[u8]) -> Vec<u8> {
-    let mut out = COMPRESSOR
-        .with(|c| c.borrow_mut().as_mut().and_then(|c| c.compress(json).ok()))
-        .unwrap_or_else(|| zstd::encode_all(json, STORED_LEVEL).unwrap_or_default());
-    // The compressor allocates for the worst case (larger than the input); a batch holds
-    // hundreds of these until it is stored, so give the spare room back.
-    out.shrink_to_fit();
-    out
 }
 
 fn hour_of(ts: f64) -> i64 {

@@ -3,6 +3,7 @@
 //!
 //! Also the retention sweep, which evicts events past a project's cap or age.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +12,8 @@ use crate::spool::{Position, Record, Spool};
 use crate::store::{DigestBatch, Store};
 use crate::symbolicate::Symbolicator;
 
-use super::process;
+use super::dictionary::Dictionaries;
+use super::process::{self, Dicts};
 
 /// Records per batch: large enough to share a transaction's cost, small enough to keep the
 /// latency from acknowledgement to visibility low.
@@ -33,6 +35,8 @@ pub struct Worker {
     pub alerts: Arc<crate::alerts::evaluate::Evaluator>,
     /// Resolves JavaScript frames with uploaded source maps.
     pub symbolicator: Option<Arc<Symbolicator>>,
+    /// The projects' dictionaries for stored events.
+    pub dictionaries: Arc<Dictionaries>,
 }
 
 /// A processed batch on its way from the processing stage to the storing stage.
@@ -75,6 +79,8 @@ async fn process_stage(w: &Worker, start: Position, tx: tokio::sync::mpsc::Sende
         let limits = w.limits.clone();
         let node_id = w.node_id.clone();
         let symbolicator = w.symbolicator.clone();
+        let (store, dictionaries) = (w.store.clone(), w.dictionaries.clone());
+        let runtime = tokio::runtime::Handle::current();
         // While requests keep arriving, acknowledging them comes first: digestion then takes
         // one core and catches up on all of them once the burst is over.
         let now_written = w.spool.written();
@@ -83,8 +89,11 @@ async fn process_stage(w: &Worker, start: Position, tx: tokio::sync::mpsc::Sende
         let joined = tokio::task::spawn_blocking(move || {
             let records = r.read(end, BATCH_RECORDS, BATCH_BYTES);
             let batch = records.map(|records| {
+                let projects: HashSet<i64> =
+                    records.iter().map(|(r, _)| r.meta.project_id).collect();
+                let dicts = runtime.block_on(dictionaries.for_projects(store.as_ref(), projects));
                 let mut batch =
-                    process_parallel(&records, &limits, symbolicator.as_deref(), threads);
+                    process_parallel(&records, &limits, symbolicator.as_deref(), &dicts, threads);
                 batch.node_id = node_id;
                 batch.position = r.position();
                 (records.len(), Arc::new(batch))
@@ -258,12 +267,13 @@ fn process_parallel(
     records: &[(Record, Position)],
     limits: &Limits,
     sym: Option<&Symbolicator>,
+    dicts: &Dicts,
     threads: usize,
 ) -> DigestBatch {
     if threads < 2 || records.len() < PARALLEL_FROM {
         let mut batch = DigestBatch::default();
         for (record, _) in records {
-            record_guarded(record, limits, sym, &mut batch);
+            record_guarded(record, limits, sym, dicts, &mut batch);
         }
         return batch;
     }
@@ -276,7 +286,7 @@ fn process_parallel(
         .map(|part| {
             let mut batch = DigestBatch::default();
             for (record, _) in part {
-                record_guarded(record, limits, sym, &mut batch);
+                record_guarded(record, limits, sym, dicts, &mut batch);
             }
             batch
         })
@@ -294,11 +304,12 @@ fn record_guarded(
     record: &Record,
     limits: &Limits,
     sym: Option<&Symbolicator>,
+    dicts: &Dicts,
     batch: &mut DigestBatch,
 ) {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut part = DigestBatch::default();
-        process::record(record, limits, sym, &mut part);
+        process::record(record, limits, sym, dicts, &mut part);
         part
     }));
     match outcome {
@@ -321,6 +332,20 @@ fn record_guarded(
     }
 }
 
+/// Whether this node holds (takes or renews) the lease `name` of background work done every
+/// `every` by one node of a cluster. The lease outlives three rounds, so the same node keeps it
+/// while it lives and another takes over when it stops.
+pub async fn holds_lease(store: &dyn Store, name: &str, node_id: &str, every: Duration) -> bool {
+    let ttl = every.as_secs_f64() * 3.0 + 10.0;
+    match store.try_lease(name, node_id, ttl).await {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::warn!(error = %e, lease = name, "cannot take the lease");
+            false
+        }
+    }
+}
+
 /// Evicts old events every `every`, per project settings or the server defaults
 /// (`0` = no limit), on the one node that holds the `retention` lease; also refreshes the
 /// planner statistics of a PostgreSQL database whose autovacuum is off.
@@ -333,16 +358,8 @@ pub async fn retention_loop(
 ) {
     loop {
         tokio::time::sleep(every).await;
-        // One node of a cluster sweeps; the lease outlives a sweep interval, so the same node
-        // keeps it while it lives and another takes over when it stops.
-        let ttl = every.as_secs_f64() * 3.0 + 10.0;
-        match store.try_lease("retention", &node_id, ttl).await {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => {
-                tracing::warn!(error = %e, "retention: cannot take the lease");
-                continue;
-            }
+        if !holds_lease(store.as_ref(), "retention", &node_id, every).await {
+            continue;
         }
         let projects = match store.all_projects().await {
             Ok(p) => p,

@@ -13,6 +13,7 @@
 
 pub mod artifacts;
 pub mod db;
+pub mod payload;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
@@ -723,6 +724,26 @@ pub trait Store: ArtifactStore + Send + Sync {
     async fn prune_rate_counts(&self, before: i64) -> StoreResult<()>;
     /// Where this node's digestion stopped.
     async fn spool_position(&self, node_id: &str) -> StoreResult<Position>;
+
+    // --- payload dictionaries (see [`payload`]) ---
+    /// The newest dictionary of every project that has one: `(project_id, dictionary id)`.
+    async fn current_payload_dicts(&self) -> StoreResult<Vec<(i64, u32)>>;
+    /// A dictionary's bytes.
+    async fn payload_dict(&self, id: u32) -> StoreResult<Option<Vec<u8>>>;
+    /// Keeps a project's newly trained dictionary; `false` when one with its ID exists.
+    async fn add_payload_dict(&self, project_id: i64, id: u32, data: Vec<u8>) -> StoreResult<bool>;
+    /// Projects due a (new) dictionary: without one made after `made_before`, and with at least
+    /// `min_events` stored events newer than their newest dictionary.
+    async fn payload_dict_due(&self, made_before: f64, min_events: i64) -> StoreResult<Vec<i64>>;
+    /// The JSON of a project's newest stored events, to train a dictionary on: at most `n`,
+    /// none larger than `max_event` bytes, and no more than `max_total` bytes together.
+    async fn sample_payloads(
+        &self,
+        project_id: i64,
+        n: i64,
+        max_event: i64,
+        max_total: usize,
+    ) -> StoreResult<Vec<Vec<u8>>>;
 
     // --- web ---
     // Sessions and login. A session or login failure is a row: any node serves any request.

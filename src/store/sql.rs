@@ -15,17 +15,23 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::db::{Backend, Conn, Row, SqlValue};
+use super::payload::DictCache;
 use super::*;
 use crate::sql_params;
 
 /// The one [`Store`] implementation, over any [`Backend`].
 pub struct SqlStore<B: Backend> {
     backend: B,
+    /// Dictionaries that stored payloads were compressed with, by ID.
+    dicts: Arc<DictCache>,
 }
 
 impl<B: Backend> SqlStore<B> {
     pub fn new(backend: B) -> SqlStore<B> {
-        SqlStore { backend }
+        SqlStore {
+            backend,
+            dicts: Arc::default(),
+        }
     }
 
     async fn read<T: Send + 'static>(
@@ -196,7 +202,10 @@ fn activity_row(r: &Row) -> StoreResult<Activity> {
 const EVENT_COLS: &str = "e.project_id, e.event_id, e.issue_id, e.timestamp, e.received, e.size, \
      coalesce((SELECT g.grouping FROM group_hashes g \
          WHERE g.project_id = e.project_id AND g.hash = e.hash), e.grouping), e.payload";
-fn event_row(r: &Row) -> StoreResult<EventRecord> {
+fn event_row(c: &mut dyn Conn, dicts: &DictCache, r: &Row) -> StoreResult<EventRecord> {
+    let payload = payload_json(c, dicts, &r.blob(7)?)?
+        .and_then(|raw| serde_json::from_slice(&raw).ok())
+        .unwrap_or(Value::Null);
     Ok(EventRecord {
         project_id: r.int(0)?,
         event_id: r.text(1)?,
@@ -205,16 +214,21 @@ fn event_row(r: &Row) -> StoreResult<EventRecord> {
         received: r.real(4)?,
         size: r.int(5)?,
         grouping: serde_json::from_str(&r.text(6)?).unwrap_or(Value::Null),
-        payload: decode_payload(&r.blob(7)?),
+        payload,
     })
 }
 
-/// Decompresses and parses a stored event payload.
-pub fn decode_payload(data: &[u8]) -> Value {
-    zstd::decode_all(data)
-        .ok()
-        .and_then(|raw| serde_json::from_slice(&raw).ok())
-        .unwrap_or(Value::Null)
+/// The JSON of a stored payload (`None` when it cannot be read), with the dictionary it names
+/// loaded from the database the first time.
+fn payload_json(c: &mut dyn Conn, dicts: &DictCache, frame: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+    dicts.decompress(frame, |id| {
+        c.query_opt(
+            "SELECT data FROM payload_dicts WHERE id = ?1",
+            &sql_params![id as i64],
+        )?
+        .map(|r| r.blob(0))
+        .transpose()
+    })
 }
 
 const ATTACHMENT_COLS: &str = "id, event_id, filename, content_type, attachment_type, size";
@@ -332,6 +346,95 @@ impl<B: Backend> Store for SqlStore<B> {
                 &params,
             )?
             .is_some())
+        })
+        .await
+    }
+
+    async fn current_payload_dicts(&self) -> StoreResult<Vec<(i64, u32)>> {
+        self.read(|c| {
+            all(
+                c.query(
+                    "SELECT d.project_id, d.id FROM payload_dicts d WHERE d.date_created = \
+                     (SELECT max(n.date_created) FROM payload_dicts n \
+                      WHERE n.project_id = d.project_id) ORDER BY d.project_id, d.id",
+                    &[],
+                )?,
+                |r| Ok((r.int(0)?, r.int(1)? as u32)),
+            )
+        })
+        .await
+    }
+
+    async fn payload_dict(&self, id: u32) -> StoreResult<Option<Vec<u8>>> {
+        self.read(move |c| {
+            c.query_opt(
+                "SELECT data FROM payload_dicts WHERE id = ?1",
+                &sql_params![id as i64],
+            )?
+            .map(|r| r.blob(0))
+            .transpose()
+        })
+        .await
+    }
+
+    async fn add_payload_dict(&self, project_id: i64, id: u32, data: Vec<u8>) -> StoreResult<bool> {
+        let params = sql_params![id as i64, project_id, data, now()];
+        self.write(move |c| {
+            Ok(c.query_opt(
+                "INSERT INTO payload_dicts (id, project_id, data, date_created) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING RETURNING id",
+                &params,
+            )?
+            .is_some())
+        })
+        .await
+    }
+
+    async fn payload_dict_due(&self, made_before: f64, min_events: i64) -> StoreResult<Vec<i64>> {
+        self.read(move |c| {
+            // The count stops at `min_events`: an index range of the newest events, never the
+            // whole table.
+            all(
+                c.query(
+                    "SELECT m.id FROM (SELECT p.id, coalesce((SELECT max(d.date_created) \
+                         FROM payload_dicts d WHERE d.project_id = p.id), 0) AS made \
+                         FROM projects p) m \
+                     WHERE m.made < ?1 AND (SELECT count(*) FROM (SELECT 1 FROM events e \
+                         WHERE e.project_id = m.id AND e.timestamp > m.made LIMIT ?2) s) >= ?2 \
+                     ORDER BY m.id",
+                    &sql_params![made_before, min_events],
+                )?,
+                |r| r.int(0),
+            )
+        })
+        .await
+    }
+
+    async fn sample_payloads(
+        &self,
+        project_id: i64,
+        n: i64,
+        max_event: i64,
+        max_total: usize,
+    ) -> StoreResult<Vec<Vec<u8>>> {
+        let dicts = self.dicts.clone();
+        self.read(move |c| {
+            let rows = c.query(
+                "SELECT payload FROM events WHERE project_id = ?1 AND size <= ?3 \
+                 ORDER BY timestamp DESC LIMIT ?2",
+                &sql_params![project_id, n, max_event],
+            )?;
+            let (mut samples, mut total) = (Vec::with_capacity(rows.len()), 0);
+            for r in &rows {
+                if total >= max_total {
+                    break;
+                }
+                if let Some(json) = payload_json(c, &dicts, &r.blob(0)?)? {
+                    total += json.len();
+                    samples.push(json);
+                }
+            }
+            Ok(samples)
         })
         .await
     }
@@ -1334,27 +1437,31 @@ impl<B: Backend> Store for SqlStore<B> {
             EventPick::Latest => "DESC",
             EventPick::Oldest => "ASC",
         };
+        let dicts = self.dicts.clone();
         self.read(move |c| {
-            event_row(&c.query_one(
+            let row = c.query_one(
                 &format!(
                     "SELECT {EVENT_COLS} FROM events e WHERE e.issue_id = ?1 \
                      ORDER BY e.timestamp {order}, e.id {order} LIMIT 1"
                 ),
                 &sql_params![issue_id],
-            )?)
+            )?;
+            event_row(c, &dicts, &row)
         })
         .await
     }
 
     async fn event(&self, project_id: i64, event_id: &str) -> StoreResult<EventRecord> {
         let params = sql_params![project_id, event_id];
+        let dicts = self.dicts.clone();
         self.read(move |c| {
-            event_row(&c.query_one(
+            let row = c.query_one(
                 &format!(
                     "SELECT {EVENT_COLS} FROM events e WHERE e.project_id = ?1 AND e.event_id = ?2"
                 ),
                 &params,
-            )?)
+            )?;
+            event_row(c, &dicts, &row)
         })
         .await
     }
@@ -2048,17 +2155,16 @@ impl<B: Backend> SqlStore<B> {
         limit: i64,
         offset: i64,
     ) -> StoreResult<Vec<EventRecord>> {
+        let dicts = self.dicts.clone();
         self.read(move |c| {
-            all(
-                c.query(
-                    &format!(
-                        "SELECT {EVENT_COLS} FROM events e WHERE {cond} \
-                         ORDER BY e.timestamp DESC, e.id DESC LIMIT ?2 OFFSET ?3"
-                    ),
-                    &sql_params![id, limit, offset],
-                )?,
-                event_row,
-            )
+            let rows = c.query(
+                &format!(
+                    "SELECT {EVENT_COLS} FROM events e WHERE {cond} \
+                     ORDER BY e.timestamp DESC, e.id DESC LIMIT ?2 OFFSET ?3"
+                ),
+                &sql_params![id, limit, offset],
+            )?;
+            rows.iter().map(|r| event_row(c, &dicts, r)).collect()
         })
         .await
     }

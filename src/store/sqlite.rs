@@ -25,6 +25,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0007_releases.sql"),
     include_str!("../../migrations/sqlite/0008_artifacts.sql"),
     include_str!("../../migrations/sqlite/0009_grouping_once.sql"),
+    include_str!("../../migrations/sqlite/0010_payload_dicts.sql"),
 ];
 const READERS: usize = 3;
 

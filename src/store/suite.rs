@@ -209,6 +209,7 @@ store_tests! {
         => list_issues_text_ignores_case_beyond_ascii_sqlite,
         list_issues_text_ignores_case_beyond_ascii_postgres;
     retention => retention_sqlite, retention_postgres;
+    payload_dictionaries => payload_dictionaries_sqlite, payload_dictionaries_postgres;
     statistics_refreshed_without_autovacuum => statistics_refreshed_without_autovacuum_sqlite,
         statistics_refreshed_without_autovacuum_postgres;
     concurrent_nodes_share_issues => concurrent_nodes_share_issues_sqlite,
@@ -1822,9 +1823,11 @@ async fn list_issues_text_ignores_case_beyond_ascii(db: &TestDb) {
 // ---------------------------------------------------------------------------------------------
 // 6. Retention
 
-async fn statistics_refreshed_without_autovacuum(db: &TestDb) {
+/// A store with projects `acme/web` (holding events e1, e2, e3 of one issue) and `acme/api`.
+async fn three_events(db: &TestDb) -> (Arc<dyn Store>, Project, Project) {
     let s = db.open().await;
     let p = setup_project(&s, "acme", "web").await;
+    let q = setup_project(&s, "acme", "api").await;
     save(
         &s,
         (1..=3)
@@ -1832,6 +1835,11 @@ async fn statistics_refreshed_without_autovacuum(db: &TestDb) {
             .collect(),
     )
     .await;
+    (s, p, q)
+}
+
+async fn statistics_refreshed_without_autovacuum(db: &TestDb) {
+    let (s, _, _) = three_events(db).await;
     let analyzed = s.refresh_statistics().await.must("refresh_statistics");
     if db._pg.is_none() {
         assert!(!analyzed, "SQLite plans without statistics");
@@ -1855,6 +1863,83 @@ async fn statistics_refreshed_without_autovacuum(db: &TestDb) {
             .unwrap()
             .get(0);
         assert_eq!(rows, 3.0);
+    }
+}
+
+async fn payload_dictionaries(db: &TestDb) {
+    use crate::store::payload::{self, EncoderDict};
+    let (s, p, q) = three_events(db).await;
+    let now = chrono::Utc::now().timestamp() as f64;
+    assert_eq!(s.payload_dict_due(now, 3).await.must("due"), [p.id]);
+    assert_eq!(
+        s.payload_dict_due(now, 4).await.must("due"),
+        Vec::<i64>::new()
+    );
+    let samples = s
+        .sample_payloads(p.id, 2, 1 << 20, 1 << 20)
+        .await
+        .must("samples");
+    let samples: Vec<Value> = samples
+        .iter()
+        .map(|j| serde_json::from_slice(j).expect("JSON"))
+        .collect();
+    assert_eq!(
+        samples,
+        [payload_json("e3", "hash-a"), payload_json("e2", "hash-a")],
+        "the newest events' JSON"
+    );
+    let one = s
+        .sample_payloads(p.id, 3, 1 << 20, 1)
+        .await
+        .must("samples within a byte budget");
+    assert_eq!(one.len(), 1, "the budget is reached after the first");
+    let none = s
+        .sample_payloads(p.id, 3, 10, 1 << 20)
+        .await
+        .must("samples of small events");
+    assert!(none.is_empty(), "every event is larger than 10 bytes");
+    assert!(s.current_payload_dicts().await.must("current").is_empty());
+
+    let corpus: Vec<Vec<u8>> = (0..300)
+        .map(|i| serde_json::to_vec(&payload_json(&format!("{i:032x}"), "hash-a")).expect("JSON"))
+        .collect();
+    let (id, data) = payload::train(&corpus).expect("a dictionary");
+    assert!(s.add_payload_dict(p.id, id, data.clone()).await.must("add"));
+    assert!(
+        !s.add_payload_dict(q.id, id, data.clone())
+            .await
+            .must("add again"),
+        "an ID is kept once"
+    );
+    assert_eq!(
+        s.current_payload_dicts().await.must("current"),
+        [(p.id, id)]
+    );
+    assert_eq!(s.payload_dict(id).await.must("dict"), Some(data.clone()));
+    assert_eq!(s.payload_dict(id ^ 1).await.must("no dict"), None);
+    // A project with a dictionary newer than its events is not due another.
+    assert_eq!(
+        s.payload_dict_due(now - 60.0, 1).await.must("due"),
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        s.payload_dict_due(now + 60.0, 1).await.must("due"),
+        Vec::<i64>::new()
+    );
+
+    // An event compressed with the dictionary reads back, on this node and on a fresh one.
+    let dict = EncoderDict::new(&data).expect("prepared");
+    let mut e4 = ev(p.id, "e4", "hash-a", T0 + 4.0);
+    let raw = serde_json::to_vec(&payload_json("e4", "hash-a")).expect("JSON");
+    e4.payload = payload::compress(&raw, Some(&dict));
+    assert_eq!(payload::dict_id(&e4.payload), Some(id));
+    save(&s, vec![e4]).await;
+    for store in [s.clone(), db.open().await] {
+        let e = store.event(p.id, "e4").await.must("event");
+        assert_eq!(e.payload, payload_json("e4", "hash-a"));
+        let listed = store.project_events(p.id, 10, 0).await.must("events");
+        assert_eq!(listed[0].payload, payload_json("e4", "hash-a"));
+        assert_eq!(listed[1].payload, payload_json("e3", "hash-a"));
     }
 }
 
