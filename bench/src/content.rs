@@ -11,16 +11,17 @@
 //! Events fall into `groups` issues: exception type, value and frames (including their vars) are
 //! fixed per group; everything else varies per event.
 //!
-//! Per request only the envelope header changes (unique `event_id`, `sent_at`). A body is a
-//! two-member gzip stream:
+//! Per request only the envelope header changes (unique `event_id`, `sent_at`). A body is one
+//! gzip member, as an SDK sends it, whose deflate stream is two parts:
 //!
-//! * member 1, built per request: the envelope header line in a *stored* (uncompressed) deflate
-//!   block — a 23-byte frame around ~120 bytes, costing one CRC-32 and no compressor;
-//! * member 2, compressed once (level 9, like sentry-python): item header, payload, trailing
-//!   newline. The payload has no `event_id` (the envelope header's wins).
+//! * built per request: the envelope header line in a *stored* (uncompressed), non-final deflate
+//!   block — 5 bytes of framing around ~120 bytes, costing one CRC-32 and no compressor;
+//! * compressed once (level 9, like sentry-python): item header, payload, trailing newline, as
+//!   the stream's remaining blocks. The payload has no `event_id` (the envelope header's wins).
 //!
-//! A gzip decoder that follows RFC 1952 (several members = their concatenation; flate2's
-//! `MultiGzDecoder`, Python's `gzip`, `zcat`) reads one envelope.
+//! A stored block ends on a byte boundary, so the pre-compressed blocks follow it as they are;
+//! the member's CRC-32 is combined from the two parts' CRCs. (Until 2026-12-07 the two parts were
+//! two gzip members, which real SDKs never send and which a server may decode on a slower path.)
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -789,12 +790,61 @@ fn make_event(group: &Group, r: &mut Rng, ts: i64) -> Value {
     })
 }
 
-/// One pre-rendered variant: the compressed tail (member 2) of a body.
+/// One pre-rendered variant: the compressed tail of a body.
 pub struct Variant {
     pub group: usize,
-    pub tail_gz: Bytes,
+    /// The tail's deflate blocks (the last one final).
+    pub tail_deflate: Bytes,
+    /// CRC-32 of the uncompressed tail.
+    pub tail_crc: u32,
     /// Uncompressed length of the tail (item header + payload + newline).
     pub tail_len: usize,
+}
+
+impl Variant {
+    /// Compresses `tail` once (level 9, like sentry-python).
+    fn new(group: usize, tail: &[u8]) -> Variant {
+        let mut enc = flate2::write::DeflateEncoder::new(
+            Vec::with_capacity(8192),
+            flate2::Compression::new(9),
+        );
+        enc.write_all(tail).expect("deflate into memory");
+        Variant {
+            group,
+            tail_deflate: Bytes::from(enc.finish().expect("deflate into memory")),
+            tail_crc: crc32fast::hash(tail),
+            tail_len: tail.len(),
+        }
+    }
+
+    /// A whole gzip body: `head` (built per request) in a stored block, then the tail.
+    fn body(&self, head: &[&[u8]]) -> Bytes {
+        let hl: usize = head.iter().map(|h| h.len()).sum();
+        assert!(
+            hl <= u16::MAX as usize,
+            "per-request part of a body too long"
+        );
+        let mut out = BytesMut::with_capacity(hl + 23 + self.tail_deflate.len());
+        // gzip member header: magic, CM=deflate, FLG=0, MTIME=0, XFL=0, OS=255 (unknown)
+        out.put_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+        // a stored block, not the last: BFINAL=0 BTYPE=00 (then padding), LEN, NLEN
+        out.put_u8(0);
+        out.put_u16_le(hl as u16);
+        out.put_u16_le(!(hl as u16));
+        let mut crc = crc32fast::Hasher::new();
+        for h in head {
+            out.put_slice(h);
+            crc.update(h);
+        }
+        out.put_slice(&self.tail_deflate);
+        crc.combine(&crc32fast::Hasher::new_with_initial_len(
+            self.tail_crc,
+            self.tail_len as u64,
+        ));
+        out.put_u32_le(crc.finalize());
+        out.put_u32_le((hl + self.tail_len) as u32);
+        out.freeze()
+    }
 }
 
 pub struct Corpus {
@@ -849,16 +899,7 @@ impl Corpus {
                 .into_bytes();
                 tail.extend_from_slice(&payload);
                 tail.push(b'\n');
-                let mut enc = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(8192),
-                    flate2::Compression::new(9),
-                );
-                enc.write_all(&tail).unwrap();
-                Variant {
-                    group: g,
-                    tail_gz: Bytes::from(enc.finish().unwrap()),
-                    tail_len: tail.len(),
-                }
+                Variant::new(g, &tail)
             })
             .collect();
         let hdr_end =
@@ -882,16 +923,7 @@ impl Corpus {
             .into_bytes();
             tail.extend_from_slice(&payload);
             tail.push(b'\n');
-            let mut enc = flate2::write::GzEncoder::new(
-                Vec::with_capacity(4096),
-                flate2::Compression::new(9),
-            );
-            enc.write_all(&tail)?;
-            variants.push(Variant {
-                group: *group,
-                tail_gz: Bytes::from(enc.finish()?),
-                tail_len: tail.len(),
-            });
+            variants.push(Variant::new(*group, &tail));
         }
         Ok(Corpus {
             variants,
@@ -908,7 +940,8 @@ impl Corpus {
                 .iter()
                 .map(|v| Variant {
                     group: v.group,
-                    tail_gz: v.tail_gz.clone(),
+                    tail_deflate: v.tail_deflate.clone(),
+                    tail_crc: v.tail_crc,
                     tail_len: v.tail_len,
                 })
                 .collect(),
@@ -924,26 +957,7 @@ impl Corpus {
 
     /// The complete gzip body of variant `i` with `event_id`/`sent_at`.
     pub fn body(&self, i: usize, event_id: &[u8; 32], sent_at: &[u8; 27]) -> Bytes {
-        let v = &self.variants[i];
-        let hl = self.header_len();
-        let mut out = BytesMut::with_capacity(hl + 23 + v.tail_gz.len());
-        // gzip member header: magic, CM=deflate, FLG=0, MTIME=0, XFL=0, OS=255 (unknown)
-        out.put_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
-        // one final stored deflate block: BFINAL=1 BTYPE=00, LEN, NLEN
-        out.put_u8(1);
-        out.put_u16_le(hl as u16);
-        out.put_u16_le(!(hl as u16));
-        let start = out.len();
-        out.put_slice(HDR_START);
-        out.put_slice(event_id);
-        out.put_slice(HDR_MID);
-        out.put_slice(sent_at);
-        out.put_slice(&self.hdr_end);
-        let crc = crc32fast::hash(&out[start..]);
-        out.put_u32_le(crc);
-        out.put_u32_le(hl as u32);
-        out.put_slice(&v.tail_gz);
-        out.freeze()
+        self.variants[i].body(&[HDR_START, event_id, HDR_MID, sent_at, &self.hdr_end])
     }
 
     /// Mean compressed body size and mean uncompressed envelope size over all variants.
@@ -963,7 +977,7 @@ impl Corpus {
         let gz: usize = self
             .variants
             .iter()
-            .map(|v| v.tail_gz.len() + hl + 23)
+            .map(|v| v.tail_deflate.len() + hl + 23)
             .sum();
         let raw: usize = self.variants.iter().map(|v| v.tail_len + hl).sum();
         (gz as f64 / n, raw as f64 / n)
@@ -1014,10 +1028,10 @@ impl Corpus {
         ((g as f64).powf(u) as u64).saturating_sub(1).min(g - 1) as usize
     }
 
-    /// A UI-corpus body: member 1 (stored) holds the envelope header, the item header and the
+    /// A UI-corpus body: the stored block holds the envelope header, the item header and the
     /// start of the payload rendered now — `{"timestamp":…,"user":{…},` + a snippet + the trace
-    /// context's ids + `}},` — and member 2 the group's pre-compressed rest of the payload. Returns the body and its
-    /// uncompressed length.
+    /// context's ids + `}},` — and the pre-compressed blocks the group's rest of the payload.
+    /// Returns the body and its uncompressed length.
     fn split_body(
         &self,
         s: &Split,
@@ -1064,27 +1078,8 @@ impl Corpus {
         .into_bytes();
         item.extend_from_slice(&pre);
         let hl = self.header_len() + item.len();
-        assert!(
-            hl <= u16::MAX as usize,
-            "per-request part of a UI body too long"
-        );
-        let mut out = BytesMut::with_capacity(hl + 23 + var.tail_gz.len());
-        out.put_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
-        out.put_u8(1);
-        out.put_u16_le(hl as u16);
-        out.put_u16_le(!(hl as u16));
-        let start = out.len();
-        out.put_slice(HDR_START);
-        out.put_slice(event_id);
-        out.put_slice(HDR_MID);
-        out.put_slice(sent_at);
-        out.put_slice(&self.hdr_end);
-        out.put_slice(&item);
-        let crc = crc32fast::hash(&out[start..]);
-        out.put_u32_le(crc);
-        out.put_u32_le(hl as u32);
-        out.put_slice(&var.tail_gz);
-        (out.freeze(), hl + var.tail_len)
+        let body = var.body(&[HDR_START, event_id, HDR_MID, sent_at, &self.hdr_end, &item]);
+        (body, hl + var.tail_len)
     }
 
     /// A corpus for the UI benchmark: one variant per group (the group's pre-compressed part),
@@ -1140,16 +1135,7 @@ impl Corpus {
                                     let rest = serde_json::to_vec(&ev).unwrap();
                                     let mut tail = rest[1..].to_vec();
                                     tail.push(b'\n');
-                                    let mut enc = flate2::write::GzEncoder::new(
-                                        Vec::with_capacity(8192),
-                                        flate2::Compression::new(9),
-                                    );
-                                    enc.write_all(&tail).unwrap();
-                                    Variant {
-                                        group: v,
-                                        tail_gz: Bytes::from(enc.finish().unwrap()),
-                                        tail_len: tail.len(),
-                                    }
+                                    Variant::new(v, &tail)
                                 })
                                 .collect::<Vec<_>>()
                         })
@@ -1215,8 +1201,8 @@ impl Corpus {
         }
     }
 
-    /// Decompresses every variant's body as one multi-member gzip stream and checks that it is a
-    /// valid envelope: header line with our event_id, one event item whose `length` matches,
+    /// Decompresses every variant's body as one gzip member (CRC-32 and length checked) and checks
+    /// that it is a valid envelope: header line with our event_id, one event item whose `length` matches,
     /// a JSON payload without `event_id` and with the group's exception.
     pub fn verify_all(&self) -> anyhow::Result<()> {
         let mut rng = Rng::new(42);
@@ -1228,9 +1214,13 @@ impl Corpus {
             rng.uuid4_hex(&mut id);
             let body = self.body_of(i, &id, &sent, &mut rng);
             let mut raw = Vec::new();
-            flate2::read::MultiGzDecoder::new(&body[..])
-                .read_to_end(&mut raw)
+            let mut gz = flate2::bufread::GzDecoder::new(&body[..]);
+            gz.read_to_end(&mut raw)
                 .with_context(|| format!("variant {i}: gzip"))?;
+            ensure!(
+                gz.into_inner().is_empty(),
+                "variant {i}: more than one gzip member"
+            );
             let nl = raw
                 .iter()
                 .position(|&b| b == b'\n')
@@ -1302,7 +1292,7 @@ impl Corpus {
         iso_utc_into(now_micros(), &mut sent);
         let body = self.body_of(i, &id, &sent, &mut Rng::new(8));
         let mut raw = String::new();
-        flate2::read::MultiGzDecoder::new(&body[..])
+        flate2::read::GzDecoder::new(&body[..])
             .read_to_string(&mut raw)
             .unwrap();
         raw
@@ -1350,7 +1340,7 @@ mod tests {
         for i in 0..200 {
             let body = c.request_body(i, &[b'a'; 32], &[b'0'; 27], &mut rng);
             let mut raw = String::new();
-            flate2::read::MultiGzDecoder::new(&body[..])
+            flate2::read::GzDecoder::new(&body[..])
                 .read_to_string(&mut raw)
                 .unwrap();
             let payload: Value = serde_json::from_str(raw.lines().nth(2).unwrap()).unwrap();

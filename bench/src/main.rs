@@ -182,7 +182,7 @@ fn sample(c: &CorpusArgs) -> anyhow::Result<()> {
     let (gz, raw) = corpus.mean_sizes();
     println!("{}", corpus.sample(0));
     eprintln!(
-        "{} bodies over {} groups built in {:.2}s, all decompress (multi-member gzip) to valid envelopes; \
+        "{} bodies over {} groups built in {:.2}s, all decompress (one gzip member each) to valid envelopes; \
          mean body {gz:.0} B gzip, {raw:.0} B uncompressed",
         corpus.variants.len(),
         c.groups,
