@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestDatabase, agent, start_in, wait_until};
+use common::{TestDatabase, agent, start_in, start_in_with, wait_until};
 use serde_json::{Value, json};
 
 fn get(url: &str, token: &str) -> (u16, Value) {
@@ -82,7 +82,8 @@ fn an_sqlite_installation_moves_to_postgres_with_everything_in_place() {
     };
     let dir = tempfile::tempdir().unwrap();
     let sqlite = TestDatabase::sqlite();
-    let server = start_in(dir.path(), &sqlite);
+    // Background work (retention, compression dictionaries) every second.
+    let server = start_in_with(dir.path(), &sqlite, &["--retention-interval", "1"]);
     let common::Setup {
         key,
         project,
@@ -197,6 +198,51 @@ fn an_sqlite_installation_moves_to_postgres_with_everything_in_place() {
         .send_json(json!({"environment": "production"}))
         .unwrap();
     assert_eq!(resp.status(), 201);
+    // A project with enough events to have its events compressed with a dictionary trained on
+    // them, and an event stored that way.
+    let jobs_dsn = common::cli_in(
+        dir.path(),
+        &sqlite,
+        &["project", "create", "acme/jobs"],
+        &[],
+    );
+    let (jobs_key, jobs_project) = common::dsn_parts(&jobs_dsn);
+    let job = |id: &str, i: usize| {
+        let event = json!({"message": format!("Job {i} failed"), "tags": {"queue": "mail"}});
+        format!("{{\"event_id\":\"{id}\"}}\n{{\"type\":\"event\"}}\n{event}")
+    };
+    for i in 0..210 {
+        post_envelope(
+            &server.url,
+            &jobs_project,
+            &jobs_key,
+            &job(&format!("{i:032x}"), i),
+        );
+    }
+    let db_path = dir.path().join("faultline.db");
+    let payload_of = |id: &str| -> Option<Vec<u8>> {
+        rusqlite::Connection::open(&db_path)
+            .ok()?
+            .query_row(
+                "SELECT payload FROM events WHERE event_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .ok()
+    };
+    let mut attempt = 1000;
+    let compressed_id = wait_until("an event is stored with the project's dictionary", || {
+        attempt += 1;
+        let id = format!("{attempt:032x}");
+        post_envelope(&server.url, &jobs_project, &jobs_key, &job(&id, attempt));
+        let stored = wait_until("the event is digested", || {
+            payload_of(&id).ok_or_else(|| "not yet".to_string())
+        });
+        match zstd::zstd_safe::get_dict_id_from_frame(&stored) {
+            Some(_) => Ok(id),
+            None => Err("stored without a dictionary (none trained yet)".to_string()),
+        }
+    });
     drop(server);
 
     // Copy, twice: the second run finds everything in place and still verifies.
@@ -234,6 +280,7 @@ fn an_sqlite_installation_moves_to_postgres_with_everything_in_place() {
         "release_projects",
         "release_commits",
         "deploys",
+        "payload_dicts",
     ] {
         let n = source
             .iter()
@@ -290,6 +337,20 @@ fn an_sqlite_installation_moves_to_postgres_with_everything_in_place() {
     );
     assert_eq!(status, 200);
     assert_eq!(event["message"], "Cart total is negative");
+    let (status, job_event) = get(
+        &format!(
+            "{}/api/0/projects/acme/jobs/events/{compressed_id}/",
+            server.url
+        ),
+        &token,
+    );
+    assert_eq!(status, 200, "{job_event}");
+    let attempt = u64::from_str_radix(&compressed_id, 16).unwrap();
+    assert_eq!(
+        job_event["message"],
+        format!("Job {attempt} failed"),
+        "{job_event}"
+    );
     let group = event["groupID"].as_str().unwrap();
     let (_, reports) = get(
         &format!("{}/api/0/issues/{group}/user-reports/", server.url),

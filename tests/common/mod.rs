@@ -248,10 +248,16 @@ impl Drop for Process {
 
 /// Starts `faultline serve` on a free port, in `data_dir`, on `db`; waits for "listening".
 pub fn start_in(data_dir: &Path, db: &TestDatabase) -> Process {
+    start_in_with(data_dir, db, &[])
+}
+
+/// [`start_in`] with more `serve` arguments.
+pub fn start_in_with(data_dir: &Path, db: &TestDatabase, extra: &[&str]) -> Process {
     let mut child = Command::new(bin())
         .envs(db.env())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
