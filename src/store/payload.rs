@@ -19,9 +19,9 @@ pub const LEVEL: i32 = 1;
 pub const DICT_SIZE: usize = 64 * 1024;
 /// Largest payload a frame may claim to hold (events are limited far below this).
 const MAX_DECOMPRESSED: u64 = 64 << 20;
-/// Dictionaries kept ready per cache; beyond it the cache starts over (they load in
-/// milliseconds, and a few projects send most events).
-const CACHED_DICTS: usize = 64;
+/// Dictionaries kept ready for reading (~93 KB each for a 64 KB dictionary); beyond it the
+/// cache starts over: one loads in well under a millisecond.
+const CACHED_DICTS: usize = 16;
 
 /// A trained dictionary, prepared for compressing.
 pub struct EncoderDict {
