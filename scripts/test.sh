@@ -9,8 +9,9 @@
 #   3. the pinned JS SDKs, playwright-core and esbuild (`npm ci` in tests/sdk),
 #   4. cargo fmt --check, cargo clippy --all-targets -D warnings, cargo nextest run
 #      (cargo test when nextest is not installed); with FAULTLINE_TEST_DATABASE_URL set, the
-#      end-to-end tests run a second time with every server on its own PostgreSQL database.
-# An install step that fails stops the script; the three gates all run, and the script exits
+#      end-to-end tests run a second time with every server on its own PostgreSQL database;
+#   5. the same checks and the unit tests of the benchmark (bench/).
+# An install step that fails stops the script; the gates all run, and the script exits
 # non-zero if any of them failed.
 set -euo pipefail
 
@@ -61,6 +62,10 @@ if [[ -n "${FAULTLINE_TEST_DATABASE_URL:-}" ]]; then
 else
     step "SKIPPED the PostgreSQL half: FAULTLINE_TEST_DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)"
 fi
+
+step "the benchmark's own checks and tests (bench/, a separate package)"
+(cd bench && cargo fmt --check && cargo clippy --all-targets -- -D warnings && cargo test) ||
+    failed+=("benchmark checks and tests")
 
 if ((${#failed[@]})); then
     printf '\nFAILED: %s\n' "${failed[@]}" >&2
