@@ -21,11 +21,11 @@ use crate::store::{
 };
 use crate::symbolicate::Symbolicator;
 
-/// The dictionary to compress each project's events with (projects without one are absent).
-pub type Dicts = HashMap<i64, Arc<EncoderDict>>;
-
 use super::normalize::{NormalizeContext, NormalizeLimits, normalize};
 use super::{grouping, security, tags, title};
+
+/// The dictionary to compress each project's events with (projects without one are absent).
+pub type Dicts = HashMap<i64, Arc<EncoderDict>>;
 
 /// Processes one spooled request into `batch`.
 pub fn record(

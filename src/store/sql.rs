@@ -221,14 +221,17 @@ fn event_row(c: &mut dyn Conn, dicts: &DictCache, r: &Row) -> StoreResult<EventR
 /// The JSON of a stored payload (`None` when it cannot be read), with the dictionary it names
 /// loaded from the database the first time.
 fn payload_json(c: &mut dyn Conn, dicts: &DictCache, frame: &[u8]) -> StoreResult<Option<Vec<u8>>> {
-    dicts.decompress(frame, |id| {
-        c.query_opt(
-            "SELECT data FROM payload_dicts WHERE id = ?1",
-            &sql_params![id as i64],
-        )?
-        .map(|r| r.blob(0))
-        .transpose()
-    })
+    dicts.decompress(frame, |id| dict_bytes(c, id))
+}
+
+/// A payload dictionary's bytes by its ID.
+fn dict_bytes(c: &mut dyn Conn, id: u32) -> StoreResult<Option<Vec<u8>>> {
+    c.query_opt(
+        "SELECT data FROM payload_dicts WHERE id = ?1",
+        &sql_params![id as i64],
+    )?
+    .map(|r| r.blob(0))
+    .transpose()
 }
 
 const ATTACHMENT_COLS: &str = "id, event_id, filename, content_type, attachment_type, size";
@@ -366,15 +369,7 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn payload_dict(&self, id: u32) -> StoreResult<Option<Vec<u8>>> {
-        self.read(move |c| {
-            c.query_opt(
-                "SELECT data FROM payload_dicts WHERE id = ?1",
-                &sql_params![id as i64],
-            )?
-            .map(|r| r.blob(0))
-            .transpose()
-        })
-        .await
+        self.read(move |c| dict_bytes(c, id)).await
     }
 
     async fn add_payload_dict(&self, project_id: i64, id: u32, data: Vec<u8>) -> StoreResult<bool> {
