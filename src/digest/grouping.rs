@@ -142,13 +142,19 @@ fn feed(hasher: &mut Md5, value: &Value) {
             hasher.update(b"]");
         }
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
             hasher.update(b"{");
-            for key in keys {
+            let mut entry = |key: &String, value: &Value| {
                 hasher.update((key.len() as u64).to_le_bytes());
                 hasher.update(key.as_bytes());
-                feed(hasher, &map[key.as_str()]);
+                feed(hasher, value);
+            };
+            // serde_json keeps maps sorted unless its `preserve_order` feature is on.
+            if map.keys().is_sorted() {
+                map.iter().for_each(|(k, v)| entry(k, v));
+            } else {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by_key(|(k, _)| *k);
+                entries.into_iter().for_each(|(k, v)| entry(k, v));
             }
             hasher.update(b"}");
         }
@@ -339,10 +345,27 @@ fn frame_component(frame: &Value, event_platform: &str) -> Option<Map<String, Va
     if CONTEXT_LINE_PLATFORMS.contains(&platform)
         && let Some(line) = frame.get("context_line").and_then(Value::as_str)
         && !(is_js && from_url && function.is_none())
+        && let Some(collapsed) = collapse_whitespace(line, MAX_CONTEXT_LINE)
     {
-        let collapsed = line.split_whitespace().collect::<Vec<_>>().join(" ");
-        if !collapsed.is_empty() && collapsed.chars().count() <= MAX_CONTEXT_LINE {
-            out.insert("context_line".into(), Value::String(collapsed));
+        out.insert("context_line".into(), Value::String(collapsed));
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// `line` trimmed, with every run of whitespace made one space; `None` when that is empty or
+/// longer than `max` characters.
+fn collapse_whitespace(line: &str, max: usize) -> Option<String> {
+    let mut out = String::with_capacity(line.len().min(4 * max));
+    let mut chars = 0;
+    for word in line.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+            chars += 1;
+        }
+        out.push_str(word);
+        chars += word.chars().count();
+        if chars > max {
+            return None;
         }
     }
     (!out.is_empty()).then_some(out)
@@ -523,6 +546,47 @@ fn message_grouping(event: &Value) -> Option<Grouping> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issues are found by these hashes: if one changes, every existing issue splits in two.
+    #[test]
+    fn hashes_stay_the_same_from_one_version_to_the_next() {
+        let exception = json!({
+            "platform": "python",
+            "exception": {"values": [{"type": "KeyError", "value": "'sku'", "stacktrace": {"frames": [
+                {"module": "django.core.handlers", "function": "inner", "in_app": false},
+                {"filename": "/srv/app/Cart.py", "function": "total", "in_app": true,
+                 "context_line": "  return   sum(\titems)  "},
+                {"module": "app.views", "function": "checkout", "in_app": true, "lineno": 10,
+                 "context_line": "    total = cart.total()"},
+            ]}}]},
+        });
+        assert_eq!(group(&exception).hash, "e1deae0d7ef8b7ca05f31b367ddfb88d");
+        let message = json!({"message": {"formatted": "Order 991 stuck after 3.5s"}});
+        assert_eq!(group(&message).hash, "c218c94d63fe772a56072968e8d54507");
+        let custom = json!({"message": "x", "fingerprint": ["{{ default }}", "checkout", 7]});
+        assert_eq!(group(&custom).hash, "ac45995a99168322d3025352957f898c");
+    }
+
+    #[test]
+    fn source_lines_collapse_their_whitespace_within_the_limit() {
+        assert_eq!(
+            collapse_whitespace("  a \t b\n  c  ", 120).as_deref(),
+            Some("a b c")
+        );
+        assert_eq!(collapse_whitespace(" \t\n ", 120), None);
+        let wide = "é".repeat(120);
+        assert_eq!(
+            collapse_whitespace(&wide, 120).as_deref(),
+            Some(wide.as_str())
+        );
+        assert_eq!(collapse_whitespace(&"é".repeat(121), 120), None);
+        // The limit counts the collapsed line: 60 + one space + 59.
+        let spaced = format!("{}     {}", "a".repeat(60), "b".repeat(59));
+        assert_eq!(
+            collapse_whitespace(&spaced, 120).map(|l| l.len()),
+            Some(120)
+        );
+    }
 
     fn frame(module: &str, function: &str, lineno: u64, in_app: bool) -> Value {
         json!({"module": module, "function": function, "lineno": lineno, "in_app": in_app,

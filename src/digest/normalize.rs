@@ -898,46 +898,27 @@ fn normalize_stacktrace(
 
 /// Normalizes one frame; returns whether its `vars` were trimmed.
 fn normalize_frame(frame: &mut Map<String, Value>, limits: &NormalizeLimits) -> bool {
-    for key in ["function", "raw_function"] {
-        match frame.get(key) {
-            Some(Value::String(f)) if f != "?" && !f.is_empty() => {}
-            Some(_) => {
-                frame.remove(key);
-            }
-            None => {}
+    // One pass over the frame's fields (a frame has a dozen; looking each one up costs more).
+    frame.retain(|key, value| match key.as_str() {
+        "function" | "raw_function" => value.as_str().is_some_and(|f| f != "?" && !f.is_empty()),
+        "filename" | "abs_path" | "module" | "package" | "context_line" | "platform" | "symbol" => {
+            value.is_string()
         }
-    }
-    for key in [
-        "filename",
-        "abs_path",
-        "module",
-        "package",
-        "context_line",
-        "platform",
-        "symbol",
-    ] {
-        if frame.get(key).is_some_and(|v| !v.is_string()) {
-            frame.remove(key);
-        }
-    }
-    if frame.get("in_app").is_some_and(|v| !v.is_boolean()) {
-        frame.remove("in_app");
-    }
-    for key in ["lineno", "colno"] {
-        let number = match frame.get(key) {
-            Some(Value::Number(n)) => n.as_u64(),
-            Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
-            _ => None,
-        };
-        match number {
-            Some(n) => {
-                frame.insert(key.into(), Value::from(n));
+        "in_app" => value.is_boolean(),
+        "lineno" | "colno" => {
+            let number = match value {
+                Value::Number(n) => n.as_u64(),
+                Value::String(s) => s.trim().parse::<u64>().ok(),
+                _ => None,
+            };
+            match number {
+                Some(n) if !value.is_u64() => *value = Value::from(n),
+                _ => {}
             }
-            None => {
-                frame.remove(key);
-            }
+            number.is_some()
         }
-    }
+        _ => true,
+    });
     let mut has_context = false;
     for key in ["pre_context", "post_context"] {
         match frame.get_mut(key) {
@@ -1749,6 +1730,30 @@ mod tests {
 
     fn norm(event: Value) -> Value {
         norm_with(event, &ctx())
+    }
+
+    #[test]
+    fn frame_fields_of_the_wrong_type_are_dropped_and_line_numbers_read() {
+        let e = norm(
+            json!({"exception": {"values": [{"type": "E", "stacktrace": {"frames": [
+                {"function": "", "raw_function": "?", "filename": 3, "abs_path": "/a.py",
+                 "module": ["m"], "in_app": "yes", "lineno": "12", "colno": " 7 ", "custom": 1},
+                {"function": "f", "raw_function": "f(int)", "in_app": true, "lineno": 12,
+                 "colno": 3.5, "platform": "python", "symbol": null},
+                {"function": "g", "lineno": -1, "colno": "x"},
+            ]}}]}}),
+        );
+        let frames = &e["exception"]["values"][0]["stacktrace"]["frames"];
+        assert_eq!(
+            frames[0],
+            json!({"abs_path": "/a.py", "lineno": 12, "colno": 7, "custom": 1})
+        );
+        assert_eq!(
+            frames[1],
+            json!({"function": "f", "raw_function": "f(int)", "in_app": true, "lineno": 12,
+                   "platform": "python"})
+        );
+        assert_eq!(frames[2], json!({"function": "g"}));
     }
 
     fn norm_with(mut event: Value, ctx: &NormalizeContext<'_>) -> Value {

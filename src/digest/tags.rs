@@ -69,7 +69,9 @@ pub fn event_tags(event: &Value) -> Vec<(String, String)> {
 
     let context = |name: &str, key: &str| {
         event
-            .pointer(&format!("/contexts/{name}/{key}"))
+            .get("contexts")
+            .and_then(|c| c.get(name))
+            .and_then(|c| c.get(key))
             .and_then(Value::as_str)
     };
     for name in ["browser", "os", "runtime"] {
@@ -156,6 +158,10 @@ fn clean_value(value: &str) -> Option<String> {
     if value.is_empty() {
         return None;
     }
+    // Most values: short, on one line.
+    if value.len() <= MAX_VALUE && !value.contains(['\n', '\r']) {
+        return Some(value.to_owned());
+    }
     let mut out: String = value
         .chars()
         .map(|c| if matches!(c, '\n' | '\r') { ' ' } else { c })
@@ -239,12 +245,19 @@ mod tests {
     #[test]
     fn values_are_cleaned() {
         let event = json!({
-            "tags": {"multi": "a\nb", "long": "é".repeat(300), "blank": "  ", "num": 3},
+            "tags": {"multi": "a\nb", "long": "é".repeat(300), "blank": "  ", "num": 3,
+                     "full": "a".repeat(200), "over": "a".repeat(201), "wide": "é".repeat(150)},
             "request": {"url": "http://x/y?secret=1#frag"},
         });
         let tags = event_tags(&event);
         assert_eq!(get(&tags, "multi"), Some("a b"));
         assert_eq!(get(&tags, "long").map(|v| v.chars().count()), Some(200));
+        assert_eq!(get(&tags, "full"), Some("a".repeat(200).as_str()));
+        assert_eq!(
+            get(&tags, "over"),
+            Some(format!("{}...", "a".repeat(197)).as_str())
+        );
+        assert_eq!(get(&tags, "wide"), Some("é".repeat(150).as_str()));
         assert_eq!(get(&tags, "blank"), None);
         assert_eq!(get(&tags, "num"), None);
         assert_eq!(get(&tags, "url"), Some("http://x/y"));
