@@ -5,11 +5,11 @@
 //! dictionary is current every few seconds, so a new one is in use everywhere soon after.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use super::worker::holds_lease;
-use crate::store::payload::{self, EncoderDict};
+use crate::store::payload::{self, EncoderDict, Prepared};
 use crate::store::{Store, StoreResult};
 
 /// Stored events a project needs before it gets a dictionary, and how many of its newest
@@ -24,10 +24,6 @@ const SAMPLE_MAX_BYTES: usize = 8 << 20;
 const RETRAIN_AFTER: f64 = 7.0 * 86400.0;
 /// How long a project whose events made no dictionary waits before the next attempt.
 const RETRY_AFTER: f64 = 3600.0;
-/// Dictionaries kept prepared for compressing (~113 KB each for a 64 KB dictionary at level 1);
-/// beyond it the cache starts over. Preparing one costs a database read and well under a
-/// millisecond, once per batch that needs it.
-const PREPARED: usize = 16;
 
 /// The dictionaries digestion compresses with.
 #[derive(Default)]
@@ -35,7 +31,7 @@ pub struct Dictionaries {
     /// Project → the ID of its newest dictionary.
     current: RwLock<HashMap<i64, u32>>,
     /// Dictionaries prepared for compressing, by ID.
-    prepared: Mutex<HashMap<u32, Arc<EncoderDict>>>,
+    prepared: Prepared<EncoderDict>,
 }
 
 impl Dictionaries {
@@ -55,19 +51,12 @@ impl Dictionaries {
         };
         let mut out = HashMap::new();
         for (project, id) in wanted {
-            let cached = self.lock_prepared().get(&id).cloned();
-            let dict = match cached {
+            let dict = match self.prepared.get(id) {
                 Some(d) => Some(d),
                 None => match store.payload_dict(id).await {
-                    Ok(data) => data.and_then(|d| EncoderDict::new(&d)).map(|d| {
-                        let d = Arc::new(d);
-                        let mut prepared = self.lock_prepared();
-                        if prepared.len() >= PREPARED {
-                            prepared.clear();
-                        }
-                        prepared.insert(id, d.clone());
-                        d
-                    }),
+                    Ok(data) => data
+                        .and_then(|d| EncoderDict::new(&d))
+                        .map(|d| self.prepared.insert(id, d)),
                     Err(e) => {
                         tracing::warn!(error = %e, dict = id, "cannot load a payload dictionary");
                         None
@@ -84,10 +73,6 @@ impl Dictionaries {
         let current = store.current_payload_dicts().await?.into_iter().collect();
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = current;
         Ok(())
-    }
-
-    fn lock_prepared(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<EncoderDict>>> {
-        self.prepared.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -19,9 +19,10 @@ pub const LEVEL: i32 = 1;
 pub const DICT_SIZE: usize = 64 * 1024;
 /// Largest payload a frame may claim to hold (events are limited far below this).
 const MAX_DECOMPRESSED: u64 = 64 << 20;
-/// Dictionaries kept ready for reading (~93 KB each for a 64 KB dictionary); beyond it the
-/// cache starts over: one loads in well under a millisecond.
-const CACHED_DICTS: usize = 16;
+/// Dictionaries kept prepared per cache (~113 KB each to compress with, ~93 KB to read with, for
+/// a 64 KB dictionary at level 1); beyond it the cache starts over: preparing one again costs a
+/// database read and well under a millisecond.
+const PREPARED: usize = 16;
 
 /// A trained dictionary, prepared for compressing.
 pub struct EncoderDict {
@@ -98,10 +99,45 @@ pub fn train(samples: &[Vec<u8>]) -> Option<(u32, Vec<u8>)> {
     Some((id, dict))
 }
 
+/// Dictionaries by ID, prepared (for compressing or for reading), at most [`PREPARED`] of them.
+pub struct Prepared<T> {
+    map: Mutex<HashMap<u32, Arc<T>>>,
+}
+
+impl<T> Default for Prepared<T> {
+    fn default() -> Self {
+        Prepared {
+            map: Mutex::default(),
+        }
+    }
+}
+
+impl<T> Prepared<T> {
+    /// The dictionary prepared under `id`, if it is.
+    pub fn get(&self, id: u32) -> Option<Arc<T>> {
+        self.lock().get(&id).cloned()
+    }
+
+    /// Keeps `dict` under `id`, starting over when the cache is full.
+    pub fn insert(&self, id: u32, dict: T) -> Arc<T> {
+        let dict = Arc::new(dict);
+        let mut map = self.lock();
+        if map.len() >= PREPARED {
+            map.clear();
+        }
+        map.insert(id, dict.clone());
+        dict
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<T>>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// Dictionaries by ID, prepared for decompressing, loaded on first use.
 #[derive(Default)]
 pub struct DictCache {
-    map: Mutex<HashMap<u32, Arc<DDict<'static>>>>,
+    prepared: Prepared<DDict<'static>>,
 }
 
 impl DictCache {
@@ -115,27 +151,16 @@ impl DictCache {
         let Some(id) = dict_id(frame) else {
             return Ok(decompress(frame, None));
         };
-        let cached = self.lock().get(&id).cloned();
-        let dict = match cached {
+        let dict = match self.prepared.get(id) {
             Some(d) => d,
             None => {
                 let Some(d) = load(id)?.and_then(|data| DDict::try_create(&data)) else {
                     return Ok(None);
                 };
-                let d = Arc::new(d);
-                let mut map = self.lock();
-                if map.len() >= CACHED_DICTS {
-                    map.clear();
-                }
-                map.insert(id, d.clone());
-                d
+                self.prepared.insert(id, d)
             }
         };
         Ok(decompress(frame, Some(&dict)))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<DDict<'static>>>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -194,6 +219,18 @@ mod tests {
             assert_eq!(decompress(&plain, None).as_ref(), Some(json));
         }
         assert_eq!(loads, 1, "the dictionary is loaded once");
+    }
+
+    #[test]
+    fn a_full_cache_of_prepared_dictionaries_starts_over() {
+        let cache = Prepared::default();
+        for id in 0..PREPARED as u32 {
+            cache.insert(id, id * 10);
+        }
+        assert_eq!(cache.get(3).as_deref(), Some(&30));
+        assert_eq!(*cache.insert(99, 990), 990);
+        assert_eq!(cache.get(3), None, "the full cache was emptied");
+        assert_eq!(cache.get(99).as_deref(), Some(&990));
     }
 
     #[test]
