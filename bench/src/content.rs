@@ -790,6 +790,170 @@ fn make_event(group: &Group, r: &mut Rng, ts: i64) -> Value {
     })
 }
 
+/// Which events a corpus holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Events {
+    /// This bench's own events: loadgen's made larger, ~6.2 KB gzip and ~18.5 KB of JSON each.
+    #[default]
+    Large,
+    /// Events shaped and sized like `shared/bench/loadgen.py`'s own: 4–8 KB of JSON (median
+    /// ~7.9 KB), ~2 KB gzip.
+    Loadgen,
+}
+
+/// The groups of a corpus of `events`.
+pub fn groups_of(events: Events, n: usize, seed: u64) -> Vec<Group> {
+    match events {
+        Events::Large => make_groups(n, seed),
+        Events::Loadgen => {
+            let mut r = Rng::new(seed);
+            (0..n).map(|g| make_loadgen_group(g, &mut r)).collect()
+        }
+    }
+}
+
+/// Group `g` as loadgen.py makes it: 17–21 frames, one line of context on each, one line
+/// before and after on the application's frames, two local variables on the last two frames.
+fn make_loadgen_group(g: usize, r: &mut Rng) -> Group {
+    let exc_type = EXC_TYPES[g % EXC_TYPES.len()].to_string();
+    let noun = NOUNS[g % NOUNS.len()];
+    let exc_value = format!(
+        "could not {} {noun} in stage {}: invalid state '{}'",
+        r.pick(VERBS),
+        group_tag(g),
+        r.pick(NOUNS)
+    );
+    let nframes = 17 + g % 5;
+    let frames: Vec<Value> = (0..nframes)
+        .map(|i| {
+            let (filename, module, function, abs_path, in_app);
+            if i < 4 {
+                let (f, m, func) = LIB_FRAMES[(g + i) % LIB_FRAMES.len()];
+                filename = f.to_string();
+                module = m.to_string();
+                function = func.to_string();
+                abs_path = format!("/venv/site-packages/{f}");
+                in_app = false;
+            } else {
+                module = MODULES[(g * 7 + i) % MODULES.len()].to_string();
+                function = format!("{}_{}", r.pick(VERBS), r.pick(NOUNS));
+                filename = format!("{}.py", module.replace('.', "/"));
+                abs_path = format!("/srv/app/{filename}");
+                in_app = true;
+            }
+            let mut frame = json!({
+                "filename": filename, "abs_path": abs_path, "module": module,
+                "function": function, "lineno": r.int(20, 900), "in_app": in_app,
+                "context_line": format!("    r = self.{}({noun})", r.pick(VERBS)),
+            });
+            if in_app {
+                frame["pre_context"] = json!([format!("    {noun} = get({noun}_id)")]);
+                frame["post_context"] = json!(["    return r"]);
+            }
+            if i + 2 >= nframes {
+                let class = title(module.rsplit('.').next().unwrap_or("app"));
+                frame["vars"] = json!({
+                    "self": format!("<{class}Handler at 0x7f3a2c{g:02x}{i:04x}>"),
+                    format!("{noun}_id"): r.int(1, 99999).to_string(),
+                });
+            }
+            frame
+        })
+        .collect();
+    Group {
+        exc_type,
+        exc_value,
+        frames: Value::Array(frames),
+        transaction: format!("/api/v1/{noun}s/{{id}}/{}", r.pick(VERBS)),
+        logger: MODULES[g % MODULES.len()].to_string(),
+    }
+}
+
+/// One event of `group` as loadgen.py makes it.
+fn make_loadgen_event(group: &Group, r: &mut Rng, ts: i64) -> Value {
+    let (browser, bver) = *r.pick(BROWSERS);
+    let (osname, osver, _) = *r.pick(OSES);
+    let uid = r.int(1, 50_000);
+    let order = r.int(1000, 999_999);
+    let t0 = ts as f64 / 1e6 - 10.0;
+    let crumbs: Vec<Value> = (0..r.int(5, 10))
+        .map(|i| {
+            let cat = *r.pick(&["http", "navigation", "ui.click", "query", "console", "auth", "cache"]);
+            let mut c = json!({"timestamp": t0 + i as f64 * 0.37, "category": cat, "level": "info"});
+            match cat {
+                "http" => {
+                    c["type"] = json!("http");
+                    c["data"] = json!({
+                        "method": r.pick(&["GET", "POST"]),
+                        "status_code": r.pick(&[200, 200, 201, 404, 500]),
+                        "url": format!("https://api.example.com/v1/{}s/{}", r.pick(NOUNS), r.int(1, 9999)),
+                    });
+                }
+                "query" => {
+                    c["message"] = json!(format!(
+                        "SELECT * FROM {}s WHERE id = %s LIMIT {}",
+                        r.pick(NOUNS),
+                        r.int(1, 50)
+                    ));
+                }
+                _ => {
+                    c["message"] =
+                        json!(format!("{} {} #{}", r.pick(VERBS), r.pick(NOUNS), r.int(1, 9999)));
+                }
+            }
+            c
+        })
+        .collect();
+    json!({
+        "timestamp": iso_utc(ts),
+        "platform": "python",
+        "level": "error",
+        "logger": group.logger,
+        "transaction": group.transaction,
+        "server_name": format!("web-{:02}", r.int(1, 12)),
+        "release": format!("shop@2.{}.{}", r.int(0, 3), r.int(0, 9)),
+        "environment": r.pick(&["production", "production", "staging"]),
+        "exception": {"values": [{
+            "type": group.exc_type, "value": group.exc_value, "module": group.logger,
+            "mechanism": {"type": "django", "handled": false},
+            "stacktrace": {"frames": group.frames},
+        }]},
+        "breadcrumbs": {"values": crumbs},
+        "user": {
+            "id": uid.to_string(), "email": format!("user{uid}@example.com"),
+            "username": format!("user{uid}"),
+            "ip_address": format!("10.{}.{}.{}", r.int(0, 255), r.int(0, 255), r.int(1, 254)),
+        },
+        "request": {
+            "url": format!("https://shop.example.com{}", group.transaction.replace("{id}", &order.to_string())),
+            "method": r.pick(&["GET", "POST", "PUT"]),
+            "query_string": format!("page={}&sort={}", r.int(1, 20), r.pick(NOUNS)),
+            "headers": {
+                "User-Agent": format!("Mozilla/5.0 ({osname} {osver}) {browser}/{bver}"),
+                "Accept": "application/json", "Accept-Language": "en-US,en;q=0.9",
+                "Referer": format!("https://shop.example.com/{}s", r.pick(NOUNS)),
+            },
+            "env": {"REMOTE_ADDR": "10.0.0.1", "SERVER_NAME": "shop.example.com", "SERVER_PORT": "443"},
+        },
+        "contexts": {
+            "os": {"name": osname, "version": osver},
+            "runtime": {"name": "CPython", "version": "3.12.7"},
+            "browser": {"name": browser, "version": bver},
+            "device": {"family": r.pick(&["Desktop", "iPhone", "Pixel 8"]), "arch": "x86_64"},
+            "trace": {"trace_id": r.hex(32), "span_id": r.hex(16), "op": "http.server"},
+        },
+        "tags": {
+            "region": r.pick(REGIONS), "browser": browser, "os.name": osname,
+            "customer_tier": r.pick(&["free", "pro", "enterprise"]),
+            "feature_flag.new_checkout": r.pick(&["on", "off"]),
+            "shard": r.int(0, 15).to_string(),
+        },
+        "extra": {"order_id": order, "cart_items": r.int(1, 12), "retry": r.int(0, 3)},
+        "sdk": {"name": "sentry.python.django", "version": "2.19.0",
+                "integrations": ["django", "logging", "stdlib", "threading"]},
+    })
+}
+
 /// One pre-rendered variant: the compressed tail of a body.
 pub struct Variant {
     pub group: usize,
@@ -883,15 +1047,19 @@ const HDR_MID: &[u8] = b"\",\"sent_at\":\"";
 impl Corpus {
     /// Builds `n` variants over `groups` groups (deterministic for a seed); the envelope header
     /// carries the DSN like loadgen.py's.
-    pub fn build(dsn: &str, groups: usize, n: usize, seed: u64) -> Corpus {
-        let gs = make_groups(groups, seed);
+    pub fn build(dsn: &str, events: Events, groups: usize, n: usize, seed: u64) -> Corpus {
+        let gs = groups_of(events, groups, seed);
+        let make = match events {
+            Events::Large => make_event,
+            Events::Loadgen => make_loadgen_event,
+        };
         let mut r = Rng::new(seed.wrapping_add(1));
         let ts0 = now_micros();
         let variants = (0..n.max(groups))
             .map(|v| {
                 let g = v % groups;
                 let ts = ts0 - r.int(0, 2_000_000);
-                let payload = serde_json::to_vec(&make_event(&gs[g], &mut r, ts)).unwrap();
+                let payload = serde_json::to_vec(&make(&gs[g], &mut r, ts)).unwrap();
                 let mut tail = format!(
                     "{{\"type\":\"event\",\"length\":{},\"content_type\":\"application/json\"}}\n",
                     payload.len()
@@ -1373,7 +1541,25 @@ mod tests {
 
     #[test]
     fn bodies_are_valid_envelopes() {
-        let c = Corpus::build("http://k@127.0.0.1:1/1", 7, 30, 1);
+        let c = Corpus::build("http://k@127.0.0.1:1/1", Events::Large, 7, 30, 1);
         c.verify_all().unwrap();
+        let c = Corpus::build("http://k@127.0.0.1:1/1", Events::Loadgen, 7, 30, 1);
+        c.verify_all().unwrap();
+    }
+
+    #[test]
+    fn event_sizes_are_the_ones_the_report_names() {
+        let dsn = "http://0123456789abcdef0123456789abcdef@127.0.0.1:8000/1";
+        let (gz, raw) = Corpus::build(dsn, Events::Large, 50, 400, 1).mean_sizes();
+        assert!(
+            (5500.0..7000.0).contains(&gz) && (16_000.0..21_000.0).contains(&raw),
+            "{gz} {raw}"
+        );
+        // loadgen.py: 4-8 KB of JSON (median ~7.9 KB), ~2 KB gzip.
+        let (gz, raw) = Corpus::build(dsn, Events::Loadgen, 50, 400, 1).mean_sizes();
+        assert!(
+            (1700.0..2700.0).contains(&gz) && (6500.0..9000.0).contains(&raw),
+            "{gz} {raw}"
+        );
     }
 }

@@ -33,7 +33,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
-use content::Corpus;
+use content::{Corpus, Events};
 use load::{LoadOpts, LoadResult, Target};
 use verify::{Digest, Verifier};
 
@@ -88,6 +88,10 @@ pub struct CorpusArgs {
     pub variants: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Which events: this bench's large ones (~6.2 KB gzip, ~18.5 KB JSON) or ones shaped and
+    /// sized like shared/bench/loadgen.py's (~2 KB gzip, ~8 KB JSON).
+    #[arg(long, value_enum, default_value_t = Events::Large)]
+    pub event_size: Events,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -173,6 +177,7 @@ fn sample(c: &CorpusArgs) -> anyhow::Result<()> {
     let t = Instant::now();
     let corpus = Corpus::build(
         "http://0123456789abcdef0123456789abcdef@127.0.0.1:8000/1",
+        c.event_size,
         c.groups,
         c.variants,
         c.seed,
@@ -193,7 +198,7 @@ fn sample(c: &CorpusArgs) -> anyhow::Result<()> {
 
 pub fn build_corpus(dsn: &str, c: &CorpusArgs) -> anyhow::Result<Arc<Corpus>> {
     let t = Instant::now();
-    let corpus = Corpus::build(dsn, c.groups, c.variants, c.seed);
+    let corpus = Corpus::build(dsn, c.event_size, c.groups, c.variants, c.seed);
     corpus
         .verify_all()
         .context("pre-rendered bodies do not decompress to valid envelopes")?;
