@@ -801,6 +801,15 @@ pub enum Events {
     Loadgen,
 }
 
+impl Events {
+    /// The name `--event-size` takes.
+    pub fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
+    }
+}
+
 /// The groups of a corpus of `events`.
 pub fn groups_of(events: Events, n: usize, seed: u64) -> Vec<Group> {
     match events {

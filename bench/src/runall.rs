@@ -637,14 +637,15 @@ pub async fn run(a: RunAllArgs) -> anyhow::Result<()> {
     md += &format!(
         "\n## Faultline ingest benchmark ({started})\n\n\
          {} cores, client and server on the same machine; {} connections (HTTP/1.1 keep-alive); \
-         {} groups; {} pre-rendered bodies, mean **{gz:.0} B gzip** ({raw:.0} B uncompressed), \
-         unique event_id per request.\n\n",
+         {} groups; {} pre-rendered bodies of `--event-size {}` events, mean **{gz:.0} B gzip** \
+         ({raw:.0} B uncompressed), unique event_id per request.\n\n",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0),
         a.concurrency,
         a.corpus.groups,
-        corpus.variants.len()
+        corpus.variants.len(),
+        a.corpus.event_size.name(),
     );
     md += "| | null-server ceiling | Faultline max throughput | Faultline fixed rate |\n|---|---:|---:|---:|\n";
     let row = |name: &str, f: &dyn Fn(&Phase) -> String| {
@@ -855,6 +856,7 @@ pub async fn run(a: RunAllArgs) -> anyhow::Result<()> {
         "concurrency": a.concurrency,
         "groups": a.corpus.groups,
         "variants": corpus.variants.len(),
+        "event_size": a.corpus.event_size.name(),
         "mean_body_gzip_bytes": gz.round(),
         "mean_body_uncompressed_bytes": raw.round(),
         "null": null_phase.json(),
