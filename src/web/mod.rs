@@ -42,6 +42,7 @@ pub fn routes() -> Router<AppState> {
         .merge(settings::routes())
         .merge(alerts::routes())
         .merge(releases::routes())
+        .layer(middleware::from_fn(page::read_body_first))
         .layer(middleware::from_fn(page::security_headers))
         .merge(assets::routes())
 }

@@ -1,8 +1,9 @@
 //! What every page shares: the layout, errors shown as pages, and the security headers.
 
 use askama::Template;
+use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
@@ -53,6 +54,8 @@ pub enum WebError {
     BadRequest(String),
     #[error("{0}")]
     TooManyRequests(String),
+    #[error("{0}")]
+    TooLarge(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -101,6 +104,7 @@ impl IntoResponse for WebError {
             WebError::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone()),
             WebError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
             WebError::TooManyRequests(m) => (StatusCode::TOO_MANY_REQUESTS, m.clone()),
+            WebError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m.clone()),
             WebError::Internal(m) => {
                 tracing::error!(error = %m, "page failed");
                 (
@@ -125,6 +129,30 @@ impl IntoResponse for WebError {
 /// Renders a template into a 200 page.
 pub fn render(t: &impl Template) -> WebResult {
     Ok(Html(t.render()?).into_response())
+}
+
+/// Largest form body a page reads (axum's own default for `Form`).
+const MAX_FORM: usize = 2 * 1024 * 1024;
+
+/// Reads a request's body before the page runs. A page that turns the visitor away (login
+/// required, no such issue) answers before its form is read; hyper then closes the connection,
+/// and a client that already sent its next request on it sees the connection drop.
+pub async fn read_body_first(req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, MAX_FORM).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(_) => WebError::TooLarge(format!(
+            "The form is larger than {} MiB, or it was not sent whole.",
+            MAX_FORM / (1024 * 1024)
+        ))
+        .into_response(),
+    }
 }
 
 /// Adds the headers every page carries: the CSP, no sniffing or framing, no caching of private
