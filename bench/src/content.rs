@@ -457,6 +457,18 @@ pub struct Group {
     logger: String,
 }
 
+impl Group {
+    /// The event's `exception`: the group's type, value and frames, as Django's SDK reports an
+    /// unhandled error.
+    fn exception(&self) -> Value {
+        json!({"values": [{
+            "type": self.exc_type, "value": self.exc_value, "module": self.logger,
+            "mechanism": {"type": "django", "handled": false},
+            "stacktrace": {"frames": self.frames},
+        }]})
+    }
+}
+
 pub fn make_groups(n: usize, seed: u64) -> Vec<Group> {
     let mut r = Rng::new(seed);
     (0..n).map(|g| make_group(g, &mut r)).collect()
@@ -465,32 +477,18 @@ pub fn make_groups(n: usize, seed: u64) -> Vec<Group> {
 /// Group `g`; `r` must have made groups `0..g` before (as [`make_groups`] does), so that a group
 /// is the same whatever the number of groups.
 pub fn make_group(g: usize, r: &mut Rng) -> Group {
-    let exc_type = EXC_TYPES[g % EXC_TYPES.len()].to_string();
-    let noun = NOUNS[g % NOUNS.len()];
-    let exc_value = format!(
-        "could not {} {noun} in stage {}: invalid state '{}'",
-        r.pick(VERBS),
-        group_tag(g),
-        r.pick(NOUNS)
-    );
-    let nframes = 17 + g % 5;
-    let frames: Vec<Value> = (0..nframes)
-        .map(|i| {
-            let (filename, module, function, abs_path, in_app);
-            if i < 4 {
-                let (f, m, func) = LIB_FRAMES[(g + i) % LIB_FRAMES.len()];
-                filename = f.to_string();
-                module = m.to_string();
-                function = func.to_string();
-                abs_path = format!("/venv/lib/python3.12/site-packages/{f}");
-                in_app = false;
-            } else {
-                module = MODULES[(g * 7 + i) % MODULES.len()].to_string();
-                function = format!("{}_{}", r.pick(VERBS), r.pick(NOUNS));
-                filename = format!("{}.py", module.replace('.', "/"));
-                abs_path = format!("/srv/app/{filename}");
-                in_app = true;
-            }
+    make_group_with(
+        g,
+        r,
+        "/venv/lib/python3.12/site-packages",
+        |r, place, i, nframes| {
+            let FramePlace {
+                filename,
+                module,
+                function,
+                abs_path,
+                in_app,
+            } = place;
             let lineno = r.int(20, 900);
             let mut indent = 4 * r.int(1, 2) as usize;
             let pre: Vec<String> = (0..2).map(|_| code_line(r, indent)).collect();
@@ -517,6 +515,60 @@ pub fn make_group(g: usize, r: &mut Rng) -> Group {
                 frame["vars"] = Value::Object(vars);
             }
             frame
+        },
+    )
+}
+
+/// Where frame `i` of a group is: the first four are the framework's, the rest the app's.
+struct FramePlace {
+    filename: String,
+    module: String,
+    function: String,
+    abs_path: String,
+    in_app: bool,
+}
+
+/// Group `g`: its exception, then each frame made by `frame` from where it is, then its
+/// transaction. The draws from `r` come in that order, so a group depends only on `r`'s state.
+fn make_group_with(
+    g: usize,
+    r: &mut Rng,
+    lib_root: &str,
+    mut frame: impl FnMut(&mut Rng, FramePlace, usize, usize) -> Value,
+) -> Group {
+    let exc_type = EXC_TYPES[g % EXC_TYPES.len()].to_string();
+    let noun = NOUNS[g % NOUNS.len()];
+    let exc_value = format!(
+        "could not {} {noun} in stage {}: invalid state '{}'",
+        r.pick(VERBS),
+        group_tag(g),
+        r.pick(NOUNS)
+    );
+    let nframes = 17 + g % 5;
+    let frames: Vec<Value> = (0..nframes)
+        .map(|i| {
+            let place = if i < 4 {
+                let (f, m, func) = LIB_FRAMES[(g + i) % LIB_FRAMES.len()];
+                FramePlace {
+                    filename: f.to_string(),
+                    module: m.to_string(),
+                    function: func.to_string(),
+                    abs_path: format!("{lib_root}/{f}"),
+                    in_app: false,
+                }
+            } else {
+                let module = MODULES[(g * 7 + i) % MODULES.len()].to_string();
+                let function = format!("{}_{}", r.pick(VERBS), r.pick(NOUNS));
+                let filename = format!("{}.py", module.replace('.', "/"));
+                FramePlace {
+                    abs_path: format!("/srv/app/{filename}"),
+                    filename,
+                    module,
+                    function,
+                    in_app: true,
+                }
+            };
+            frame(r, place, i, nframes)
         })
         .collect();
     Group {
@@ -722,11 +774,7 @@ fn make_event(group: &Group, r: &mut Rng, ts: i64) -> Value {
         "server_name": host,
         "release": format!("shop@2.{}.{}+{}", r.int(0, 3), r.int(0, 9), r.hex(7)),
         "environment": r.pick(&["production", "production", "staging"]),
-        "exception": {"values": [{
-            "type": group.exc_type, "value": group.exc_value, "module": group.logger,
-            "mechanism": {"type": "django", "handled": false},
-            "stacktrace": {"frames": group.frames},
-        }]},
+        "exception": group.exception(),
         "breadcrumbs": {"values": crumbs},
         "user": {
             "id": uid.to_string(), "email": format!("{}.{}{}@example.com", r.pick(ADJS), r.pick(NOUNS), uid),
@@ -824,58 +872,26 @@ pub fn groups_of(events: Events, n: usize, seed: u64) -> Vec<Group> {
 /// Group `g` as loadgen.py makes it: 17–21 frames, one line of context on each, one line
 /// before and after on the application's frames, two local variables on the last two frames.
 fn make_loadgen_group(g: usize, r: &mut Rng) -> Group {
-    let exc_type = EXC_TYPES[g % EXC_TYPES.len()].to_string();
     let noun = NOUNS[g % NOUNS.len()];
-    let exc_value = format!(
-        "could not {} {noun} in stage {}: invalid state '{}'",
-        r.pick(VERBS),
-        group_tag(g),
-        r.pick(NOUNS)
-    );
-    let nframes = 17 + g % 5;
-    let frames: Vec<Value> = (0..nframes)
-        .map(|i| {
-            let (filename, module, function, abs_path, in_app);
-            if i < 4 {
-                let (f, m, func) = LIB_FRAMES[(g + i) % LIB_FRAMES.len()];
-                filename = f.to_string();
-                module = m.to_string();
-                function = func.to_string();
-                abs_path = format!("/venv/site-packages/{f}");
-                in_app = false;
-            } else {
-                module = MODULES[(g * 7 + i) % MODULES.len()].to_string();
-                function = format!("{}_{}", r.pick(VERBS), r.pick(NOUNS));
-                filename = format!("{}.py", module.replace('.', "/"));
-                abs_path = format!("/srv/app/{filename}");
-                in_app = true;
-            }
-            let mut frame = json!({
-                "filename": filename, "abs_path": abs_path, "module": module,
-                "function": function, "lineno": r.int(20, 900), "in_app": in_app,
-                "context_line": format!("    r = self.{}({noun})", r.pick(VERBS)),
+    make_group_with(g, r, "/venv/site-packages", |r, place, i, nframes| {
+        let class = title(place.module.rsplit('.').next().unwrap_or("app"));
+        let mut frame = json!({
+            "filename": place.filename, "abs_path": place.abs_path, "module": place.module,
+            "function": place.function, "lineno": r.int(20, 900), "in_app": place.in_app,
+            "context_line": format!("    r = self.{}({noun})", r.pick(VERBS)),
+        });
+        if place.in_app {
+            frame["pre_context"] = json!([format!("    {noun} = get({noun}_id)")]);
+            frame["post_context"] = json!(["    return r"]);
+        }
+        if i + 2 >= nframes {
+            frame["vars"] = json!({
+                "self": format!("<{class}Handler at 0x7f3a2c{g:02x}{i:04x}>"),
+                format!("{noun}_id"): r.int(1, 99999).to_string(),
             });
-            if in_app {
-                frame["pre_context"] = json!([format!("    {noun} = get({noun}_id)")]);
-                frame["post_context"] = json!(["    return r"]);
-            }
-            if i + 2 >= nframes {
-                let class = title(module.rsplit('.').next().unwrap_or("app"));
-                frame["vars"] = json!({
-                    "self": format!("<{class}Handler at 0x7f3a2c{g:02x}{i:04x}>"),
-                    format!("{noun}_id"): r.int(1, 99999).to_string(),
-                });
-            }
-            frame
-        })
-        .collect();
-    Group {
-        exc_type,
-        exc_value,
-        frames: Value::Array(frames),
-        transaction: format!("/api/v1/{noun}s/{{id}}/{}", r.pick(VERBS)),
-        logger: MODULES[g % MODULES.len()].to_string(),
-    }
+        }
+        frame
+    })
 }
 
 /// One event of `group` as loadgen.py makes it.
@@ -922,11 +938,7 @@ fn make_loadgen_event(group: &Group, r: &mut Rng, ts: i64) -> Value {
         "server_name": format!("web-{:02}", r.int(1, 12)),
         "release": format!("shop@2.{}.{}", r.int(0, 3), r.int(0, 9)),
         "environment": r.pick(&["production", "production", "staging"]),
-        "exception": {"values": [{
-            "type": group.exc_type, "value": group.exc_value, "module": group.logger,
-            "mechanism": {"type": "django", "handled": false},
-            "stacktrace": {"frames": group.frames},
-        }]},
+        "exception": group.exception(),
         "breadcrumbs": {"values": crumbs},
         "user": {
             "id": uid.to_string(), "email": format!("user{uid}@example.com"),
