@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::scenario::entry;
-use common::{Answer, ORG, PROJECT, Server, agent, answer, wait_until};
+use common::{Answer, ORG, PROJECT, Server, agent, answer, twice_on_one_connection, wait_until};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------------------------
@@ -1896,4 +1896,21 @@ fn health_answers_json() {
         "GET /_health/ should answer a JSON object: {}",
         a.body
     );
+}
+
+/// A write refused before its body is read (no token, a wrong one) still leaves the connection
+/// usable for the client's next request, even when the body comes a moment after the headers.
+#[test]
+fn a_refused_write_leaves_the_connection_open() {
+    let server = Server::start();
+    for (request, header) in [
+        ("PUT /api/0/issues/1/", "Content-Type: application/json"),
+        (
+            "POST /api/0/projects/faultline/default/keys/",
+            "Content-Type: application/json\r\nAuthorization: Bearer not-a-token",
+        ),
+    ] {
+        let statuses = twice_on_one_connection(&server, request, header, r#"{"name":"x"}"#);
+        assert_eq!(statuses, ["401", "401"], "{request}");
+    }
 }

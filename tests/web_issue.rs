@@ -6,7 +6,7 @@ mod common;
 
 use common::ui::{issue_of, new_event_id, send_event};
 use common::web::{WebClient, WebPage};
-use common::{ORG, PROJECT, Server, agent, answer, wait_until};
+use common::{ORG, PROJECT, Server, agent, answer, twice_on_one_connection, wait_until};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------------------------
@@ -929,46 +929,14 @@ fn logged_out_visitors_are_sent_to_the_login_form() {
 /// for its next request, gets an answer to both.
 #[test]
 fn a_turned_away_form_leaves_the_connection_open() {
-    use std::io::{BufRead, BufReader, Read, Write};
     let server = Server::start();
-    let addr = server.url.trim_start_matches("http://").to_string();
     let path = format!("{}assign", issue_path("1"));
-    let body = "user_id=1&csrf=";
-    let mut conn = std::net::TcpStream::connect(&addr).expect("connect");
-    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .expect("timeout");
-    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
-    let mut statuses = Vec::new();
-    for _ in 0..2 {
-        write!(
-            conn,
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .expect("headers");
-        conn.flush().expect("flush");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        conn.write_all(body.as_bytes()).expect("body");
-        // The answer: status line, headers up to the blank line, then Content-Length bytes.
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("status line");
-        statuses.push(line.split_whitespace().nth(1).unwrap_or("none").to_string());
-        let mut length = 0usize;
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header).expect("header") == 0 || header == "\r\n" {
-                break;
-            }
-            if let Some((k, v)) = header.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                length = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut rest = vec![0; length];
-        reader.read_exact(&mut rest).expect("body of the answer");
-    }
+    let statuses = twice_on_one_connection(
+        &server,
+        &format!("POST {path}"),
+        "Content-Type: application/x-www-form-urlencoded",
+        "user_id=1&csrf=",
+    );
     assert_eq!(statuses, ["303", "303"]);
 }
 

@@ -29,7 +29,6 @@ use crate::store::{Project, User};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .merge(artifacts::routes())
         .route("/api/0/", get(projects::index))
         .route("/api/0/organizations/", get(projects::organizations))
         .route("/api/0/projects/", get(projects::all))
@@ -133,6 +132,11 @@ pub fn routes() -> Router<AppState> {
             "/api/0/issues/{id}/tags/{key}/values/",
             get(issues::tag_values),
         )
+        // JSON bodies are read before a route can refuse the request (uploads stream: below).
+        .layer(axum::middleware::from_fn(
+            crate::http::body::read_first_json,
+        ))
+        .merge(artifacts::routes())
 }
 
 /// Query parameters as a list, so repeated keys (`project=1&project=2`) survive.

@@ -1,8 +1,11 @@
 //! Axum glue shared by every route group: the error type and the authentication extractors.
 //!
+//! - [`body`]: reading a small request body before its route runs, so refusals keep the
+//!   connection open.
 //! - [`error`]: [`ApiError`], the one mapping of failures to HTTP answers.
 //! - [`extract`]: [`AuthUser`], the user behind an `Authorization: Bearer` token.
 
+pub mod body;
 pub mod error;
 pub mod extract;
 

@@ -1,9 +1,8 @@
 //! What every page shares: the layout, errors shown as pages, and the security headers.
 
 use askama::Template;
-use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
@@ -131,25 +130,13 @@ pub fn render(t: &impl Template) -> WebResult {
     Ok(Html(t.render()?).into_response())
 }
 
-/// Largest form body a page reads (axum's own default for `Form`).
-const MAX_FORM: usize = 2 * 1024 * 1024;
-
-/// Reads a request's body before the page runs. A page that turns the visitor away (login
-/// required, no such issue) answers before its form is read; hyper then closes the connection,
-/// and a client that already sent its next request on it sees the connection drop.
+/// Reads a form's body before the page runs ([`crate::http::body`]), or shows a 413 page.
 pub async fn read_body_first(req: Request, next: Next) -> Response {
-    if matches!(*req.method(), Method::GET | Method::HEAD) {
-        return next.run(req).await;
-    }
-    let (parts, body) = req.into_parts();
-    match axum::body::to_bytes(body, MAX_FORM).await {
-        Ok(bytes) => {
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
-        }
+    match crate::http::body::read_first(req).await {
+        Ok(req) => next.run(req).await,
         Err(_) => WebError::TooLarge(format!(
             "The form is larger than {} MiB, or it was not sent whole.",
-            MAX_FORM / (1024 * 1024)
+            crate::http::body::MAX_BODY / (1024 * 1024)
         ))
         .into_response(),
     }

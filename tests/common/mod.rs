@@ -501,6 +501,54 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
+/// Sends `request` (`"METHOD /path"`) with `header` and `body` twice on one connection, each
+/// time the headers first and the body 200 ms later, as a slow client would; returns the two
+/// answers' status codes (or what went wrong instead).
+pub fn twice_on_one_connection(
+    server: &Server,
+    request: &str,
+    header: &str,
+    body: &str,
+) -> Vec<String> {
+    use std::io::Write;
+    let addr = server.url.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+    let mut one = || -> std::io::Result<String> {
+        write!(
+            conn,
+            "{request} HTTP/1.1\r\nHost: {addr}\r\n{header}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )?;
+        conn.flush()?;
+        std::thread::sleep(Duration::from_millis(200));
+        conn.write_all(body.as_bytes())?;
+        // The answer: status line, headers up to the blank line, then Content-Length bytes.
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let status = line.split_whitespace().nth(1).unwrap_or("none").to_string();
+        let mut length = 0usize;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h)? == 0 || h == "\r\n" {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        reader.read_exact(&mut vec![0; length])?;
+        Ok(status)
+    };
+    (0..2)
+        .map(|_| one().unwrap_or_else(|e| e.to_string()))
+        .collect()
+}
+
 /// Reads a response into an [`Answer`].
 pub fn answer(what: String, resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
     let mut resp = resp.unwrap_or_else(|e| panic!("{what}: {e}"));
