@@ -911,9 +911,10 @@ fn normalize_frame(frame: &mut Map<String, Value>, limits: &NormalizeLimits) -> 
                 Value::String(s) => s.trim().parse::<u64>().ok(),
                 _ => None,
             };
-            match number {
-                Some(n) if !value.is_u64() => *value = Value::from(n),
-                _ => {}
+            if let Some(n) = number
+                && !value.is_u64()
+            {
+                *value = Value::from(n);
             }
             number.is_some()
         }

@@ -8,6 +8,10 @@
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::ApiError;
 
 /// Largest body read this way: axum's own default for `Form`, `Json` and `Bytes`.
 pub const MAX_BODY: usize = 2 * 1024 * 1024;
@@ -24,14 +28,10 @@ pub async fn read_first(req: Request) -> Result<Request, axum::Error> {
 }
 
 /// Middleware for JSON routes: [`read_first`], or a 413 with a JSON `detail`.
-pub async fn read_first_json(
-    req: Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
+pub async fn read_first_json(req: Request, next: Next) -> Response {
     match read_first(req).await {
         Ok(req) => next.run(req).await,
-        Err(_) => super::ApiError::too_large(format!(
+        Err(_) => ApiError::too_large(format!(
             "request body larger than {} MiB, or not sent whole",
             MAX_BODY / (1024 * 1024)
         ))

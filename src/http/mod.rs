@@ -1,4 +1,5 @@
-//! Axum glue shared by every route group: the error type and the authentication extractors.
+//! Axum glue shared by every route group: the error type, the authentication extractors and
+//! reading small bodies first.
 //!
 //! - [`body`]: reading a small request body before its route runs, so refusals keep the
 //!   connection open.
