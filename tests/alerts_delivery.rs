@@ -129,6 +129,7 @@ fn event(project_id: i64, n: usize, ts: f64) -> NewEvent {
         user_key: None,
         trace_id: None,
         tags: Vec::new(),
+        search: Vec::new(),
         size: raw.len() as i64,
         payload: zstd::encode_all(&raw[..], 1).unwrap(),
         replaces: false,

@@ -391,6 +391,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            search: Vec::new(),
             payload: Vec::new(),
             size: 0,
             replaces: false,

@@ -160,7 +160,7 @@ async fn detail(
         .as_ref()
         .map(|(n, m)| (n.as_str(), m.get(&issue.id).cloned().unwrap_or_default()));
     let mut v = serialize::issue(issue, project, &state.public_url, s);
-    let keys = shown_tag_keys(state, issue.id).await?;
+    let keys = state.store.issue_tag_keys(issue.id).await?;
     if let Value::Object(m) = &mut v {
         m.insert(
             "tags".into(),
@@ -231,7 +231,7 @@ pub async fn tags(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (issue, _) = visible_issue(&state, &user, &id).await?;
-    let keys = shown_tag_keys(&state, issue.id).await?;
+    let keys = state.store.issue_tag_keys(issue.id).await?;
     let mut out = Vec::new();
     for k in keys {
         let top = state.store.issue_tag_values(issue.id, &k.key, 9, 0).await?;
@@ -253,7 +253,7 @@ pub async fn tag(
     Path((id, key)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let (issue, _) = visible_issue(&state, &user, &id).await?;
-    let keys = shown_tag_keys(&state, issue.id).await?;
+    let keys = state.store.issue_tag_keys(issue.id).await?;
     let k = keys
         .into_iter()
         .find(|k| k.key == key)
@@ -314,16 +314,4 @@ pub async fn user_reports(
             }))
             .collect::<Vec<_>>()
     )))
-}
-
-/// The tag keys shown for an issue (search-only keys hidden).
-async fn shown_tag_keys(
-    state: &AppState,
-    issue_id: i64,
-) -> Result<Vec<crate::store::TagKey>, ApiError> {
-    let keys = state.store.issue_tag_keys(issue_id).await?;
-    Ok(keys
-        .into_iter()
-        .filter(|k| !crate::digest::tags::SEARCH_ONLY.contains(&k.key.as_str()))
-        .collect())
 }

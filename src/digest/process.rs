@@ -208,11 +208,8 @@ impl RecordContext<'_> {
                 .pointer("/contexts/trace/trace_id")
                 .and_then(Value::as_str)
                 .map(str::to_string),
-            tags: {
-                let mut t = tags::event_tags(&event);
-                t.extend(tags::search_tags(&event));
-                t
-            },
+            tags: tags::event_tags(&event),
+            search: tags::search_tags(&event),
             payload,
             size,
             replaces: self.replaces,

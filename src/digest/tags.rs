@@ -125,11 +125,8 @@ pub fn user_key(event: &Value) -> Option<String> {
     })
 }
 
-/// Tag keys recorded only so that issues can be searched by them (`user.email:a@b`); the tag
-/// breakdowns do not show them.
-pub const SEARCH_ONLY: &[&str] = &["user.id", "user.email", "user.username", "user.ip"];
-
-/// One search-only tag per user field the event has (see [`SEARCH_ONLY`]).
+/// One value per user field the event has, to search issues by (the keys of
+/// [`SEARCH_ONLY`](crate::store::SEARCH_ONLY)).
 pub fn search_tags(event: &Value) -> Vec<(String, String)> {
     let Some(user) = event.get("user") else {
         return Vec::new();

@@ -277,6 +277,11 @@ pub struct EventRecord {
     pub payload: Value,
 }
 
+/// Keys that issues can be searched by (`user.email:a@b`) but that no tag breakdown shows: the
+/// user's fields, one value per user or more. Digestion records them apart from the counted
+/// tags, once per issue and value.
+pub const SEARCH_ONLY: &[&str] = &["user.id", "user.email", "user.username", "user.ip"];
+
 /// An event ready to be stored, as digestion produced it.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -297,7 +302,10 @@ pub struct NewEvent {
     pub environment: Option<String>,
     pub user_key: Option<String>,
     pub trace_id: Option<String>,
+    /// Counted per issue, key and value (the tag breakdowns).
     pub tags: Vec<(String, String)>,
+    /// Recorded once per issue, key and value, for searching only (keys of [`SEARCH_ONLY`]).
+    pub search: Vec<(String, String)>,
     /// The normalized event as JSON, zstd-compressed.
     pub payload: Vec<u8>,
     pub size: i64,

@@ -28,6 +28,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0008_artifacts.sql"),
     include_str!("../../migrations/postgres/0009_grouping_once.sql"),
     include_str!("../../migrations/postgres/0010_payload_dicts.sql"),
+    include_str!("../../migrations/postgres/0011_issue_search.sql"),
 ];
 /// Advisory lock key held while migrating ("faultlin" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6661_756c_746c_696e;

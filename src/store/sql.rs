@@ -2195,6 +2195,7 @@ fn issue_query(f: &IssueFilter) -> (String, Vec<SqlValue>) {
         conds.push(format!("i.level IN ({})", list(values, &mut args)));
     }
     for (key, value, negated) in &f.tags {
+        let table = tag_table(key);
         let k = arg(key.into(), &mut args);
         let cond = if let Some(prefix) = value.strip_suffix('*') {
             // Case-sensitive on both engines (SQLite's LIKE ignores ASCII case).
@@ -2206,14 +2207,15 @@ fn issue_query(f: &IssueFilter) -> (String, Vec<SqlValue>) {
         };
         let not = if *negated { "NOT " } else { "" };
         conds.push(format!(
-            "{not}EXISTS (SELECT 1 FROM issue_tags t WHERE t.issue_id = i.id AND t.key = {k} \
+            "{not}EXISTS (SELECT 1 FROM {table} t WHERE t.issue_id = i.id AND t.key = {k} \
              AND {cond})"
         ));
     }
     for key in &f.has {
+        let table = tag_table(key);
         let k = arg(key.into(), &mut args);
         conds.push(format!(
-            "EXISTS (SELECT 1 FROM issue_tags t WHERE t.issue_id = i.id AND t.key = {k})"
+            "EXISTS (SELECT 1 FROM {table} t WHERE t.issue_id = i.id AND t.key = {k})"
         ));
     }
     for word in &f.text {
@@ -2253,6 +2255,16 @@ fn issue_query(f: &IssueFilter) -> (String, Vec<SqlValue>) {
         ),
         args,
     )
+}
+
+/// The table holding an issue's values of a tag key: the counted tags, or the values kept for
+/// searching only.
+fn tag_table(key: &str) -> &'static str {
+    if SEARCH_ONLY.contains(&key) {
+        "issue_search"
+    } else {
+        "issue_tags"
+    }
 }
 
 fn like_escape(s: &str) -> String {
@@ -2453,6 +2465,7 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
     let mut hourly: BTreeMap<(i64, i64), i64> = BTreeMap::new();
     let mut tags: BTreeMap<TagRow, TagDelta> = BTreeMap::new();
     let mut users: BTreeSet<(i64, &str)> = BTreeSet::new();
+    let mut search: BTreeSet<(i64, &str, &str)> = BTreeSet::new();
     // Per (project, release): what this batch adds to the release (one upsert each).
     let mut releases: BTreeMap<(i64, &str), ReleaseDelta> = BTreeMap::new();
 
@@ -2611,6 +2624,11 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
             e.1 = e.1.min(ev.timestamp);
             e.2 = e.2.max(ev.timestamp);
         }
+        search.extend(
+            ev.search
+                .iter()
+                .map(|(k, v)| (issue_id, k.as_str(), v.as_str())),
+        );
     }
 
     let user_rows: Vec<SqlValue> = users
@@ -2729,6 +2747,18 @@ fn save_batch(c: &mut dyn Conn, batch: &DigestBatch) -> StoreResult<DigestResult
         "ON CONFLICT (issue_id, key) DO UPDATE SET \
          total = issue_tag_keys.total + excluded.total, \
          values_seen = issue_tag_keys.values_seen + excluded.values_seen",
+    )?;
+    // Values to search by: written once, then only looked up (no counter to update).
+    let search_rows: Vec<SqlValue> = search
+        .into_iter()
+        .flat_map(|(issue_id, k, v)| sql_params![issue_id, k, v])
+        .collect();
+    insert_rows(
+        c,
+        "INSERT INTO issue_search (issue_id, key, value)",
+        (3, SMALL_ROWS),
+        &search_rows,
+        "ON CONFLICT DO NOTHING",
     )?;
     for a in &batch.attachments {
         c.execute(

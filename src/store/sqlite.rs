@@ -26,6 +26,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0008_artifacts.sql"),
     include_str!("../../migrations/sqlite/0009_grouping_once.sql"),
     include_str!("../../migrations/sqlite/0010_payload_dicts.sql"),
+    include_str!("../../migrations/sqlite/0011_issue_search.sql"),
 ];
 const READERS: usize = 3;
 

@@ -257,6 +257,10 @@ store_tests! {
         grouping_is_kept_once_per_fingerprint_postgres;
     many_values_in_one_batch => many_values_in_one_batch_sqlite,
         many_values_in_one_batch_postgres;
+    user_fields_are_searched_not_counted => user_fields_are_searched_not_counted_sqlite,
+        user_fields_are_searched_not_counted_postgres;
+    search_only_tags_leave_the_counters => search_only_tags_leave_the_counters_sqlite,
+        search_only_tags_leave_the_counters_postgres;
     artifact_chunks => artifact_chunks_sqlite, artifact_chunks_postgres;
     artifact_bundles_are_found_by_debug_id_and_url
         => artifact_bundles_are_found_by_debug_id_and_url_sqlite,
@@ -337,6 +341,7 @@ fn ev(project_id: i64, event_id: &str, hash: &str, timestamp: f64) -> NewEvent {
         user_key: None,
         trace_id: None,
         tags: Vec::new(),
+        search: Vec::new(),
         size: raw.len() as i64,
         payload: zstd::encode_all(&raw[..], 1).expect("zstd"),
         replaces: false,
@@ -349,6 +354,7 @@ trait EventExt {
     fn release(self, release: &str) -> Self;
     fn level(self, level: &str) -> Self;
     fn tag(self, key: &str, value: &str) -> Self;
+    fn searchable(self, key: &str, value: &str) -> Self;
     fn titled(self, title: &str, culprit: &str) -> Self;
 }
 
@@ -371,6 +377,10 @@ impl EventExt for NewEvent {
     }
     fn tag(mut self, key: &str, value: &str) -> Self {
         self.tags.push((key.to_string(), value.to_string()));
+        self
+    }
+    fn searchable(mut self, key: &str, value: &str) -> Self {
+        self.search.push((key.to_string(), value.to_string()));
         self
     }
     fn titled(mut self, title: &str, culprit: &str) -> Self {
@@ -4344,6 +4354,148 @@ async fn many_values_in_one_batch(db: &TestDb) {
     let hourly = s.issue_hourly(&[issue.id], 0).await.must("issue_hourly");
     let hourly_total: i64 = hourly[&issue.id].iter().map(|(_, n)| n).sum();
     assert_eq!(hourly_total, 401);
+}
+
+/// Issues are found by their users' fields (exact, prefix, negated, `has:`), in the batch that
+/// brought a value and after later batches brought it again; the tag breakdowns do not list them.
+async fn user_fields_are_searched_not_counted(db: &TestDb) {
+    let s = db.open().await;
+    let p = setup_project(&s, "org", "search").await;
+    let ada = |id: &str, hash: &str| {
+        ev(p.id, id, hash, T0)
+            .user("id:7")
+            .tag("browser", "Firefox")
+            .searchable("user.id", "7")
+            .searchable("user.email", "ada@example.com")
+    };
+    save(
+        &s,
+        vec![
+            ada("a1", "hash-ada"),
+            ada("a2", "hash-ada"),
+            ev(p.id, "b1", "hash-bob", T0).searchable("user.email", "bob@example.com"),
+            ev(p.id, "n1", "hash-nobody", T0),
+        ],
+    )
+    .await;
+    save(&s, vec![ada("a3", "hash-ada")]).await;
+    let issue = issue_of(&s, p.id, "a1").await;
+    let bob = issue_of(&s, p.id, "b1").await;
+    let nobody = issue_of(&s, p.id, "n1").await;
+    let found = |tags: &[(&str, &str, bool)], has: &[&str]| {
+        let s = s.clone();
+        let filter = IssueFilter {
+            project_ids: vec![p.id],
+            tags: tags
+                .iter()
+                .map(|(k, v, n)| (k.to_string(), v.to_string(), *n))
+                .collect(),
+            has: has.iter().map(|k| k.to_string()).collect(),
+            ..Default::default()
+        };
+        async move {
+            let mut ids: Vec<i64> = s
+                .list_issues(&filter)
+                .await
+                .must("list_issues")
+                .iter()
+                .map(|i| i.id)
+                .collect();
+            ids.sort_unstable();
+            ids
+        }
+    };
+    assert_eq!(
+        found(&[("user.email", "ada@example.com", false)], &[]).await,
+        [issue.id]
+    );
+    assert_eq!(found(&[("user.id", "7", false)], &[]).await, [issue.id]);
+    assert_eq!(
+        found(&[("user.email", "bob@*", false)], &[]).await,
+        [bob.id]
+    );
+    assert_eq!(
+        found(&[("user.email", "ada@example.com", true)], &[]).await,
+        [bob.id, nobody.id]
+    );
+    assert_eq!(found(&[], &["user.email"]).await, [issue.id, bob.id]);
+    assert!(
+        found(&[("user.email", "ada@example", false)], &[])
+            .await
+            .is_empty()
+    );
+    // Counted tags alongside them still work.
+    assert_eq!(
+        found(
+            &[("browser", "Firefox", false), ("user.id", "7", false)],
+            &[]
+        )
+        .await,
+        [issue.id]
+    );
+    assert_tag_keys(&s, issue.id, &[("browser", 1, 3)]).await;
+    assert_eq!(
+        (issue.times_seen, issue.user_count),
+        (3, 1),
+        "the issue's own counters"
+    );
+}
+
+/// A database from before user fields were kept apart (schema 10) keeps its issues searchable
+/// by them, and its tag breakdowns lose the user fields' counters and keep the rest.
+async fn search_only_tags_leave_the_counters(db: &TestDb) {
+    let old_payload = zstd::encode_all(&br#"{"event_id":"e-old"}"#[..], 1).expect("zstd");
+    old_database(
+        db,
+        10,
+        "INSERT INTO organizations (slug, name, date_created) VALUES ('old', 'old', 1); \
+         INSERT INTO projects (org_id, slug, name, date_created) \
+         VALUES (1, 'legacy', 'legacy', 1); \
+         INSERT INTO issues (project_id, short_id, title, level, issue_type, first_seen, \
+         last_seen) VALUES (1, 1, 'old issue', 'error', 'error', 100, 100); \
+         INSERT INTO group_hashes (project_id, hash, issue_id) VALUES (1, 'hash-old', 1); \
+         INSERT INTO issue_tags (issue_id, key, value, count, first_seen, last_seen) VALUES \
+         (1, 'user.email', 'old@example.com', 2, 100, 100), \
+         (1, 'browser', 'Firefox', 2, 100, 100); \
+         INSERT INTO issue_tag_keys (issue_id, key, total, values_seen) VALUES \
+         (1, 'user.email', 2, 1), (1, 'browser', 2, 1); \
+         INSERT INTO events (project_id, event_id, issue_id, timestamp, received, size, \
+         grouping, payload) VALUES (1, 'e-old', 1, 100, 100, 1, '', ?1)",
+        old_payload,
+    )
+    .await;
+    let s = db.open().await;
+    let p = s.project_by_slug("old", "legacy").await.must("old project");
+    let by_email = |email: &str| IssueFilter {
+        project_ids: vec![p.id],
+        tags: vec![("user.email".into(), email.into(), false)],
+        ..Default::default()
+    };
+    let found = s
+        .list_issues(&by_email("old@example.com"))
+        .await
+        .must("list_issues");
+    assert_eq!(
+        found.iter().map(|i| i.title.as_str()).collect::<Vec<_>>(),
+        ["old issue"]
+    );
+    assert_tag_keys(&s, found[0].id, &[("browser", 1, 2)]).await;
+    // The next event of that issue adds its own value beside the old one.
+    save(
+        &s,
+        vec![ev(p.id, "e-new", "hash-old", T0).searchable("user.email", "new@example.com")],
+    )
+    .await;
+    for email in ["old@example.com", "new@example.com"] {
+        let ids: Vec<i64> = s
+            .list_issues(&by_email(email))
+            .await
+            .must("list_issues")
+            .iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(ids, [found[0].id], "{email}");
+    }
 }
 
 /// Builds the database of `db` at schema version `before`, holding `old_data`: statements

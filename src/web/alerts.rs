@@ -570,6 +570,7 @@ async fn test_rule(
         user_key: None,
         trace_id: None,
         tags: Vec::new(),
+        search: Vec::new(),
         payload: Vec::new(),
         size: 0,
         replaces: false,

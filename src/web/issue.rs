@@ -487,13 +487,7 @@ async fn shown_event(
 
 /// The issue's tag keys, well-known ones first, each with its top values and "other".
 async fn tag_breakdown(state: &AppState, issue_id: i64) -> WebResult<(Vec<TagBreakdown>, usize)> {
-    let mut keys: Vec<TagKey> = state
-        .store
-        .issue_tag_keys(issue_id)
-        .await?
-        .into_iter()
-        .filter(|k| !crate::digest::tags::SEARCH_ONLY.contains(&k.key.as_str()))
-        .collect();
+    let mut keys: Vec<TagKey> = state.store.issue_tag_keys(issue_id).await?;
     keys.sort_by(|a, b| {
         let rank = |k: &str| {
             WELL_KNOWN_TAGS
