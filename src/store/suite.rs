@@ -428,6 +428,19 @@ async fn assert_tag_keys(store: &Arc<dyn Store>, issue_id: i64, expected: &[(&st
     assert_eq!(keys, expected);
 }
 
+/// The IDs of the issues `filter` lists, in ascending order.
+async fn issue_ids(store: &Arc<dyn Store>, filter: &IssueFilter) -> Vec<i64> {
+    let mut ids: Vec<i64> = store
+        .list_issues(filter)
+        .await
+        .must("list_issues")
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
 fn event_ids(events: &[EventRecord]) -> Vec<&str> {
     events.iter().map(|e| e.event_id.as_str()).collect()
 }
@@ -4393,17 +4406,7 @@ async fn user_fields_are_searched_not_counted(db: &TestDb) {
             has: has.iter().map(|k| k.to_string()).collect(),
             ..Default::default()
         };
-        async move {
-            let mut ids: Vec<i64> = s
-                .list_issues(&filter)
-                .await
-                .must("list_issues")
-                .iter()
-                .map(|i| i.id)
-                .collect();
-            ids.sort_unstable();
-            ids
-        }
+        async move { issue_ids(&s, &filter).await }
     };
     assert_eq!(
         found(&[("user.email", "ada@example.com", false)], &[]).await,
@@ -4487,14 +4490,11 @@ async fn search_only_tags_leave_the_counters(db: &TestDb) {
     )
     .await;
     for email in ["old@example.com", "new@example.com"] {
-        let ids: Vec<i64> = s
-            .list_issues(&by_email(email))
-            .await
-            .must("list_issues")
-            .iter()
-            .map(|i| i.id)
-            .collect();
-        assert_eq!(ids, [found[0].id], "{email}");
+        assert_eq!(
+            issue_ids(&s, &by_email(email)).await,
+            [found[0].id],
+            "{email}"
+        );
     }
 }
 
