@@ -297,7 +297,13 @@ fn filters_match(rule: &AlertRule, ev: &NewEvent) -> bool {
     if let Some(tags) = f.get("tags").and_then(Value::as_object) {
         for (k, v) in tags {
             let wanted = v.as_str().unwrap_or_default();
-            if !ev.tags.iter().any(|(tk, tv)| tk == k && tv == wanted) {
+            // The user's fields (`user.email`) are kept apart from the counted tags.
+            if !ev
+                .tags
+                .iter()
+                .chain(&ev.search)
+                .any(|(tk, tv)| tk == k && tv == wanted)
+            {
                 return false;
             }
         }
@@ -423,6 +429,19 @@ mod tests {
         ));
         let release = rule("new_issue", json!({"release": "2.0"}));
         assert!(!filters_match(&release, &event("error", "x", &[])));
+    }
+
+    #[test]
+    fn filters_see_the_user_fields() {
+        let r = rule(
+            "new_issue",
+            json!({"tags": {"user.email": "vip@example.com"}}),
+        );
+        let mut ev = event("error", "production", &[]);
+        assert!(!filters_match(&r, &ev));
+        ev.search
+            .push(("user.email".into(), "vip@example.com".into()));
+        assert!(filters_match(&r, &ev));
     }
 
     #[test]
